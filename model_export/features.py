@@ -1,0 +1,389 @@
+"""The feature spec `fp-features/1`: raw request context → named, ordered features.
+
+Pure standard library, so it imports unchanged in Pyodide. See CONTRACT.md §2–§4; every
+runtime implements the same steps, and `tests/golden/` checks that they do.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+SPEC_VERSION = "fp-features/1"
+
+Feature = tuple[str, float]
+
+_ASCII_SPACE = " \t\n\r\f\v"
+_HEX = "0123456789abcdefABCDEF"
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+_TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_RULES: dict[str, Any] = {
+    "medium_class": {
+        "email": "email",
+        "newsletter": "email",
+        "cpc": "paid",
+        "ppc": "paid",
+        "paid": "paid",
+        "paidsearch": "paid",
+        "paid_social": "paid",
+        "display": "paid",
+        "social": "social",
+        "organic_social": "social",
+    },
+    "referrer_hosts": [
+        ["email", r"^(mail\.google\.com|outlook\.live\.com|outlook\.office\.com|mail\.yahoo\.com)$"],
+        ["search", r"(^|\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant)\.[a-z.]+$"],
+        [
+            "social",
+            r"(^|\.)(facebook\.com|instagram\.com|t\.co|twitter\.com|x\.com|linkedin\.com"
+            r"|lnkd\.in|pinterest\.[a-z.]+|reddit\.com|tiktok\.com|youtube\.com)$",
+        ],
+    ],
+    "tablet": r"iPad|Tablet|Kindle|Silk/|PlayBook|Android(?!.*Mobile)",
+    "mobile": r"Mobi|iPhone|iPod|Windows Phone|BlackBerry|Opera Mini",
+    "os": [
+        ["ios", r"iPhone|iPad|iPod|CPU OS \d"],
+        ["android", r"Android"],
+        ["chromeos", r"CrOS"],
+        ["windows", r"Windows"],
+        ["macos", r"Macintosh|Mac OS X"],
+        ["linux", r"Linux|X11"],
+    ],
+    "browser": [
+        ["edge", r"Edg(e|A|iOS)?/"],
+        ["opera", r"OPR/|Opera"],
+        ["samsung", r"SamsungBrowser"],
+        ["firefox", r"Firefox/|FxiOS"],
+        ["chrome", r"Chrome/|CriOS|Chromium"],
+        ["safari", r"Safari/"],
+    ],
+    "bot": r"bot|crawl|spider|slurp|bingpreview|facebookexternalhit|headlesschrome|lighthouse",
+    "price_bands": [50, 150],
+    "max_pages": 50,
+}
+
+DEFAULT_VOCAB: dict[str, list[str]] = {
+    "referrer_class": ["search", "social", "email", "paid", "internal", "direct"],
+    "referrer_host": [
+        "google.com",
+        "bing.com",
+        "duckduckgo.com",
+        "facebook.com",
+        "instagram.com",
+        "t.co",
+        "linkedin.com",
+        "pinterest.com",
+        "reddit.com",
+        "mail.google.com",
+    ],
+    "utm_source": ["google", "facebook", "instagram", "newsletter", "tiktok", "bing", "partner"],
+    "utm_medium": ["cpc", "email", "social", "display", "affiliate", "organic"],
+    "utm_campaign": ["spring_sale", "summer_sale", "black_friday", "camping_launch", "running"],
+    "device": ["mobile", "tablet", "desktop"],
+    "os": ["ios", "android", "chromeos", "windows", "macos", "linux"],
+    "browser": ["chrome", "safari", "firefox", "edge", "samsung", "opera"],
+    "weekday": list(_WEEKDAYS),
+    "country": ["US", "GB", "DE", "FR", "ES", "IT", "NL", "SE", "JP", "CA", "AU", "BR", "IN"],
+    "language": ["en", "de", "fr", "es", "it", "nl", "sv", "ja", "pt"],
+    "visitor": ["new", "returning"],
+    "landing_section": ["home", "running", "camping", "hiking", "cycling", "sale", "product"],
+    "session_categories": ["running", "camping", "hiking", "cycling", "sale"],
+    "last_event": ["view", "impression", "click", "conversion"],
+}
+
+_FIELDS: list[tuple[str, str]] = [
+    ("referrer_class", "categorical"),
+    ("referrer_host", "categorical"),
+    ("utm_source", "categorical"),
+    ("utm_medium", "categorical"),
+    ("utm_campaign", "categorical"),
+    ("device", "categorical"),
+    ("os", "categorical"),
+    ("browser", "categorical"),
+    ("hour_sin", "numeric"),
+    ("hour_cos", "numeric"),
+    ("weekday", "categorical"),
+    ("country", "categorical"),
+    ("language", "categorical"),
+    ("visitor", "categorical"),
+    ("landing_section", "categorical"),
+    ("session_categories", "multi_hot"),
+    ("price_band", "categorical"),
+    ("session_pages", "numeric"),
+    ("last_event", "categorical"),
+]
+
+
+class SpecError(ValueError):
+    """A feature spec that no runtime could apply consistently."""
+
+
+def default_spec(vocab: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The default spec; `vocab` overrides vocabularies (e.g. a site's sections and categories)."""
+    merged = {**DEFAULT_VOCAB, **(vocab or {})}
+    merged["price_band"] = ["low", "mid", "high"]
+    fields: list[dict[str, Any]] = []
+    for name, kind in _FIELDS:
+        field: dict[str, Any] = {"name": name, "kind": kind}
+        if kind == "categorical":
+            values = [v for v in merged[name] if v not in ("other", "unknown")]
+            field["vocab"] = values + ["other", "unknown"]
+        elif kind == "multi_hot":
+            field["vocab"] = list(merged[name])
+        fields.append(field)
+    spec = {"version": SPEC_VERSION, "fields": fields, "rules": DEFAULT_RULES}
+    validate_spec(spec)
+    return spec
+
+
+def validate_spec(spec: Mapping[str, Any]) -> None:
+    """Raise SpecError unless `spec` is a well-formed `fp-features/1` spec."""
+    if spec.get("version") != SPEC_VERSION:
+        raise SpecError(f"features.version must be {SPEC_VERSION!r}, got {spec.get('version')!r}")
+    known = dict(_FIELDS)
+    for field in spec.get("fields", []):
+        name = field.get("name")
+        if known.get(name) != field.get("kind"):
+            raise SpecError(f"features.fields: unknown field or kind {name!r}/{field.get('kind')!r}")
+        if field["kind"] == "categorical" and field.get("vocab", [])[-2:] != ["other", "unknown"]:
+            raise SpecError(f"features.fields[{name}].vocab must end with 'other', 'unknown'")
+
+
+def feature_names(spec: Mapping[str, Any]) -> list[str]:
+    """All feature names in contract order (the dense ONNX input layout)."""
+    names: list[str] = []
+    for field in spec["fields"]:
+        if field["kind"] == "numeric":
+            names.append(field["name"])
+        else:
+            names.extend(f"{field['name']}={v}" for v in field["vocab"])
+    return names
+
+
+# --- text helpers (CONTRACT §2) ---------------------------------------------------------------
+
+
+def lower(s: str) -> str:
+    """ASCII-only lowercase: the same in every runtime, whatever its Unicode tables."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in s)
+
+
+def upper(s: str) -> str:
+    """ASCII-only uppercase."""
+    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in s)
+
+
+def trim(s: str) -> str:
+    """Strip ASCII white space only."""
+    return s.strip(_ASCII_SPACE)
+
+
+def decode(s: str) -> str:
+    """`+` → space, then strict UTF-8 percent-decoding; malformed input stays as it was."""
+    s = s.replace("+", " ")
+    if "%" not in s:
+        return s
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "%":
+            pair = s[i + 1 : i + 3]
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                return s
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.extend(c.encode("utf-8", "surrogatepass"))
+            i += 1
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return s
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+# --- URL parsing (CONTRACT §3) ----------------------------------------------------------------
+
+
+def split_url(url: str) -> tuple[str | None, str, dict[str, str]]:
+    """(host or None, path, first-occurrence query parameters) by the contract's own rules."""
+    u = trim(url).split("#", 1)[0]
+    before, _, query = u.partition("?")
+    host: str | None = None
+    path = before
+    scheme = _SCHEME.match(before)
+    if scheme:
+        rest = before[scheme.end() :]
+        authority, slash, tail = rest.partition("/")
+        authority = authority.rsplit("@", 1)[-1]
+        if authority.startswith("["):
+            authority = authority.split("]", 1)[0] + "]"
+        else:
+            authority = authority.split(":", 1)[0]
+        host = lower(authority)
+        path = slash + tail
+    params: dict[str, str] = {}
+    if query:
+        for item in query.split("&"):
+            name, _, value = item.partition("=")
+            key = lower(decode(name))
+            if key not in params:
+                params[key] = decode(value)
+    return host, path or "/", params
+
+
+def _strip_www(host: str) -> str:
+    return host[4:] if host.startswith("www.") else host
+
+
+def _search(pattern: str, text: str) -> bool:
+    return re.search(pattern, text, re.ASCII | re.IGNORECASE) is not None
+
+
+def _first_rule(rules: list[list[str]], text: str) -> str | None:
+    for value, pattern in rules:
+        if _search(pattern, text):
+            return value
+    return None
+
+
+# --- field extraction (CONTRACT §4) -----------------------------------------------------------
+
+
+def _local_time(context: Mapping[str, Any]) -> datetime | None:
+    zone = _text(context.get("timezone"))
+    now_ms = _number(context.get("now_ms"))
+    if now_ms is None or len(zone) > 64 or not _TIMEZONE.match(zone):
+        return None
+    try:
+        from zoneinfo import ZoneInfo
+
+        return datetime.fromtimestamp(now_ms / 1000.0, ZoneInfo(zone))
+    except (Exception, KeyError):  # unknown key, missing tzdata, out-of-range time
+        return None
+
+
+def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
+    """Each field's raw value before vocabulary lookup (`None` = unknown)."""
+    if not isinstance(context, Mapping):
+        context = {}
+    url_host, path, params = split_url(_text(context.get("url")))
+    site_host = lower(trim(_text(context.get("site_host")))) or url_host or ""
+    referrer = trim(_text(context.get("referrer")))
+    ref_host = split_url(referrer)[0] if referrer else None
+    ref_host = _strip_www(ref_host) if ref_host else None
+
+    medium = lower(trim(params.get("utm_medium", "")))
+    if medium in rules["medium_class"]:
+        ref_class: str | None = rules["medium_class"][medium]
+    elif not referrer:
+        ref_class = "direct"
+    elif not ref_host:
+        ref_class = None
+    elif ref_host == _strip_www(site_host):
+        ref_class = "internal"
+    else:
+        ref_class = _first_rule(rules["referrer_hosts"], ref_host) or "other"
+
+    ua = _text(context.get("user_agent"))
+    mobile_hint = _text(context.get("ch_ua_mobile"))
+    if ua and _search(rules["tablet"], ua):
+        device: str | None = "tablet"
+    elif mobile_hint == "?1" or (ua and _search(rules["mobile"], ua)):
+        device = "mobile"
+    elif ua or mobile_hint == "?0":
+        device = "desktop"
+    else:
+        device = None
+
+    local = _local_time(context)
+    hour = None if local is None else local.hour + local.minute / 60.0
+
+    country = upper(trim(_text(context.get("country"))))
+    language = _text(context.get("accept_language")).split(",", 1)[0].split(";", 1)[0]
+    language = lower(re.split(r"[-_]", trim(language), maxsplit=1)[0])
+    returning = context.get("returning")
+    segments = [s for s in path.split("/") if s]
+
+    session = context.get("session")
+    session = session if isinstance(session, Mapping) else {}
+    categories = session.get("categories")
+    categories = categories if isinstance(categories, list) else []
+    price = _number(session.get("price"))
+    low_max, mid_max = rules["price_bands"]
+    pages = _number(session.get("pages"))
+    pages = pages if pages is not None and pages >= 0 else 0.0
+
+    return {
+        "referrer_class": ref_class,
+        "referrer_host": ref_host,
+        "utm_source": lower(trim(params.get("utm_source", ""))) or None,
+        "utm_medium": medium or None,
+        "utm_campaign": lower(trim(params.get("utm_campaign", ""))) or None,
+        "device": device,
+        "os": (_first_rule(rules["os"], ua) or "other") if ua else None,
+        "browser": (_first_rule(rules["browser"], ua) or "other") if ua else None,
+        "hour_sin": 0.0 if hour is None else math.sin(2 * math.pi * hour / 24),
+        "hour_cos": 0.0 if hour is None else math.cos(2 * math.pi * hour / 24),
+        "weekday": None if local is None else _WEEKDAYS[local.weekday()],
+        "country": country if _COUNTRY.match(country) else None,
+        "language": language if _LANGUAGE.match(language) else None,
+        "visitor": ("returning" if returning else "new") if isinstance(returning, bool) else None,
+        "landing_section": lower(segments[0]) if segments else "home",
+        "session_categories": [lower(trim(c)) for c in categories if isinstance(c, str)],
+        "price_band": None
+        if price is None or price < 0
+        else ("low" if price < low_max else "mid" if price < mid_max else "high"),
+        "session_pages": math.log1p(min(pages, rules["max_pages"])) / math.log1p(rules["max_pages"]),
+        "last_event": lower(trim(_text(session.get("last_event")))) or None,
+    }
+
+
+def features(context: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Feature]:
+    """Active features of `context` as ordered `(name, value)` pairs; never raises on bad input."""
+    raw = raw_values(context, spec["rules"])
+    active: list[Feature] = []
+    for field in spec["fields"]:
+        name, kind, value = field["name"], field["kind"], raw[field["name"]]
+        if kind == "numeric":
+            if value != 0.0:
+                active.append((name, value))
+        elif kind == "multi_hot":
+            present = set(value)
+            active.extend((f"{name}={v}", 1.0) for v in field["vocab"] if v in present)
+        else:
+            vocab = field["vocab"]
+            bucket = "unknown" if not value else value if value in vocab[:-2] else "other"
+            active.append((f"{name}={bucket}", 1.0))
+    return active
+
+
+def dense(active: list[Feature], names: list[str]) -> list[float]:
+    """The dense vector for `active` in `names` order (the ONNX and scikit-learn layout)."""
+    index = {n: i for i, n in enumerate(names)}
+    row = [0.0] * len(names)
+    for name, value in active:
+        row[index[name]] = value
+    return row
+
+
+def is_bot(user_agent: str, rules: Mapping[str, Any]) -> bool:
+    """Known crawlers and headless fetchers get the default variant and are not logged."""
+    return bool(user_agent) and _search(rules["bot"], user_agent)

@@ -1,0 +1,270 @@
+"""The decision policy: load `model.json`, score variants, choose with exploration.
+
+Standard library only, so the same file runs in the origin and inside Pyodide. CONTRACT.md
+§5–§6 is the specification; the JS port in `edge/src/policy.js` follows it line by line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from model_export.features import Feature, SpecError, features, validate_spec
+
+FORMAT = "firstpaint.model/1"
+_TWO_32 = 4294967296.0
+
+
+class ModelError(ValueError):
+    """A model file that must not be used: wrong format, bad checksum or inconsistent slots."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One slot's decision, with what is needed to log it and to explain it."""
+
+    slot: str
+    variant: str
+    propensity: float
+    holdout: bool
+    explored: bool
+    scores: dict[str, float]
+    probabilities: dict[str, float]
+    model_version: str
+    decision_id: str
+    top_features: list[list[Any]] = field(default_factory=list)
+    forced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- canonical JSON and checksum (CONTRACT §5) ------------------------------------------------
+
+
+def js_number(x: float) -> str:
+    """`x` as ECMAScript's Number.prototype.toString writes it (shortest round-trip digits)."""
+    if not math.isfinite(x):
+        raise ModelError(f"non-finite number {x!r} cannot be stored in a model")
+    if x == 0:
+        return "0"
+    mantissa, _, exp = repr(abs(float(x))).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    significant = (whole + frac).lstrip("0")
+    n = len(whole) - (len(whole + frac) - len(significant)) + int(exp or 0)
+    digits = significant.rstrip("0")
+    k = len(digits)
+    sign = "-" if x < 0 else ""
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    fraction = "." + digits[1:] if k > 1 else ""
+    return f"{sign}{digits[0]}{fraction}e{'+' if n >= 1 else '-'}{abs(n - 1)}"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no white space, JS number formatting: the text the sha256 covers."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return js_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        items = sorted(value.items())
+        return "{" + ",".join(f"{canonical_json(k)}:{canonical_json(v)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+    raise ModelError(f"cannot store a {type(value).__name__} in a model")
+
+
+def model_sha256(model: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of the canonical JSON of `model` without its own `sha256` key."""
+    body = {k: v for k, v in model.items() if k != "sha256"}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def seal(model: dict[str, Any]) -> dict[str, Any]:
+    """Return `model` with its `sha256` set (integral floats stored as integers)."""
+    body = json.loads(canonical_json({k: v for k, v in model.items() if k != "sha256"}))
+    body["sha256"] = model_sha256(body)
+    return body
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _check_slot(name: str, slot: Mapping[str, Any]) -> None:
+    variants = slot.get("variants")
+    if not isinstance(variants, list) or not variants or len(set(variants)) != len(variants):
+        raise ModelError(f"slots.{name}.variants must be a non-empty list of distinct names")
+    if slot.get("default") not in variants:
+        raise ModelError(f"slots.{name}.default {slot.get('default')!r} is not among its variants")
+    holdout = slot.get("holdout", 0)
+    if not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+        raise ModelError(f"slots.{name}.holdout must be in [0, 1), got {holdout!r}")
+    exploration = slot.get("exploration") or {}
+    kind = exploration.get("kind")
+    if kind == "egreedy":
+        if not 0 <= exploration.get("epsilon", -1) <= 1:
+            raise ModelError(f"slots.{name}.exploration.epsilon must be in [0, 1]")
+    elif kind == "softmax":
+        t, f = exploration.get("temperature", 0), exploration.get("floor", -1)
+        if not t > 0 or not 0 <= f or len(variants) * f > 1:
+            raise ModelError(f"slots.{name}.exploration: need temperature > 0, 0 <= K·floor <= 1")
+    else:
+        raise ModelError(f"slots.{name}.exploration.kind must be 'egreedy' or 'softmax'")
+
+
+def check_model(model: Any) -> dict[str, Any]:
+    """Validate a parsed model (format, sha256, slots, spec) and return it."""
+    if not isinstance(model, dict):
+        raise ModelError("a model is a JSON object")
+    if model.get("format") != FORMAT:
+        raise ModelError(f"format must be {FORMAT!r}, got {model.get('format')!r}")
+    if model.get("sha256") != model_sha256(model):
+        raise ModelError("sha256 does not match the model's content")
+    try:
+        validate_spec(model.get("features") or {})
+    except SpecError as exc:
+        raise ModelError(str(exc)) from exc
+    slots = model.get("slots")
+    if not isinstance(slots, dict) or not slots:
+        raise ModelError("slots must be a non-empty object")
+    for name, slot in slots.items():
+        _check_slot(name, slot)
+    return model
+
+
+def load_model(source: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse (if needed) and validate a model; raises ModelError."""
+    if isinstance(source, str | bytes):
+        try:
+            source = json.loads(source)
+        except ValueError as exc:
+            raise ModelError(f"model is not JSON: {exc}") from exc
+    return check_model(dict(source))
+
+
+# --- scoring and choosing (CONTRACT §6) -------------------------------------------------------
+
+
+def fnv1a32(text: str) -> int:
+    """FNV-1a 32-bit over the UTF-8 bytes of `text`."""
+    h = 2166136261
+    for byte in text.encode("utf-8", "surrogatepass"):
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
+
+
+def scores(slot: Mapping[str, Any], active: list[Feature]) -> dict[str, float]:
+    """Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order."""
+    result: dict[str, float] = {}
+    for variant in slot["variants"]:
+        z = float(slot["bias"].get(variant, 0.0))
+        weights = slot["weights"].get(variant, {})
+        for name, value in active:
+            w = weights.get(name)
+            if w is not None:
+                z += w * value
+        result[variant] = sigmoid(z)
+    return result
+
+
+def _best(variants: list[str], p: Mapping[str, float]) -> str:
+    best = variants[0]
+    for v in variants[1:]:
+        if p[v] > p[best]:
+            best = v
+    return best
+
+
+def choice_probabilities(slot: Mapping[str, Any], p: Mapping[str, float]) -> dict[str, float]:
+    """π_v from the slot's exploration setting."""
+    variants = slot["variants"]
+    k = len(variants)
+    exploration = slot["exploration"]
+    if exploration["kind"] == "egreedy":
+        e = exploration["epsilon"]
+        best = _best(variants, p)
+        return {v: e / k + (1 - e) * (v == best) for v in variants}
+    t, floor = exploration["temperature"], exploration["floor"]
+    m = max(p[v] for v in variants)
+    expd = {v: math.exp((p[v] - m) / t) for v in variants}
+    total = sum(expd[v] for v in variants)
+    return {v: floor + (1 - k * floor) * (expd[v] / total) for v in variants}
+
+
+def _top_features(slot: Mapping[str, Any], variant: str, active: list[Feature]) -> list[list[Any]]:
+    weights = slot["weights"].get(variant, {})
+    contributions = [(n, weights[n] * x) for n, x in active if weights.get(n, 0) * x != 0]
+    contributions.sort(key=lambda c: -abs(c[1]))  # stable: ties keep feature order
+    return [[n, c] for n, c in contributions[:3]]
+
+
+def decide(
+    model: Mapping[str, Any],
+    context: Mapping[str, Any],
+    slot: str,
+    visitor_id: str = "",
+    decision_id: str | None = None,
+    force: str | None = None,
+) -> Decision:
+    """Decide `slot` for `context`; deterministic given (visitor_id, slot, decision_id)."""
+    decision_id = decision_id or uuid.uuid4().hex
+    spec = model["features"]
+    config = model["slots"][slot]
+    variants: list[str] = config["variants"]
+    active = features(context, spec)
+    p = scores(config, active)
+    pi = choice_probabilities(config, p)
+    best = _best(variants, p)
+    version = model["model_version"]
+
+    def made(variant: str, propensity: float, **flags: bool) -> Decision:
+        return Decision(
+            slot=slot,
+            variant=variant,
+            propensity=propensity,
+            holdout=flags.get("holdout", False),
+            explored=flags.get("explored", False),
+            scores=p,
+            probabilities=pi,
+            model_version=version,
+            decision_id=decision_id,
+            top_features=_top_features(config, variant, active),
+            forced=flags.get("forced", False),
+        )
+
+    if force is not None and force in variants:
+        return made(force, 1.0, forced=True)
+    unit = visitor_id or decision_id
+    if fnv1a32(f"holdout\x1f{unit}\x1f{slot}") / _TWO_32 < config.get("holdout", 0):
+        return made(config["default"], 1.0, holdout=True)
+    u = fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / _TWO_32
+    cumulative = 0.0
+    chosen = variants[-1]
+    for v in variants:
+        cumulative += pi[v]
+        if u < cumulative:
+            chosen = v
+            break
+    return made(chosen, pi[chosen], explored=chosen != best)
