@@ -1,0 +1,40 @@
+"""Shared test helpers. Area-specific fixtures live in `tests/support_<area>.py`."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+CHROMIUM = "/usr/bin/chromium"
+# Chromium on this closed network: no background connections, no sandbox as root.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (servers in tests bind only to loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def golden_model() -> dict:
+    return json.loads((GOLDEN / "model.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden_cases() -> list[dict]:
+    return json.loads((GOLDEN / "cases.json").read_text())
