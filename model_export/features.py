@@ -38,7 +38,10 @@ DEFAULT_RULES: dict[str, Any] = {
         "organic_social": "social",
     },
     "referrer_hosts": [
-        ["email", r"^(mail\.google\.com|outlook\.live\.com|outlook\.office\.com|mail\.yahoo\.com)$"],
+        [
+            "email",
+            r"^(mail\.google\.com|outlook\.live\.com|outlook\.office\.com|mail\.yahoo\.com)$",
+        ],
         ["search", r"(^|\.)(google|bing|duckduckgo|yahoo|baidu|yandex|ecosia|qwant)\.[a-z.]+$"],
         [
             "social",
@@ -151,7 +154,9 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
     for field in spec.get("fields", []):
         name = field.get("name")
         if known.get(name) != field.get("kind"):
-            raise SpecError(f"features.fields: unknown field or kind {name!r}/{field.get('kind')!r}")
+            raise SpecError(
+                f"features.fields: unknown field or kind {name!r}/{field.get('kind')!r}"
+            )
         if field["kind"] == "categorical" and field.get("vocab", [])[-2:] != ["other", "unknown"]:
             raise SpecError(f"features.fields[{name}].vocab must end with 'other', 'unknown'")
 
@@ -351,7 +356,8 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         "price_band": None
         if price is None or price < 0
         else ("low" if price < low_max else "mid" if price < mid_max else "high"),
-        "session_pages": math.log1p(min(pages, rules["max_pages"])) / math.log1p(rules["max_pages"]),
+        "session_pages": math.log1p(min(pages, rules["max_pages"]))
+        / math.log1p(rules["max_pages"]),
         "last_event": lower(trim(_text(session.get("last_event")))) or None,
     }
 
