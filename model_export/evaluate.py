@@ -1,0 +1,369 @@
+"""Offline policy evaluation: what would a candidate model have earned on the logged traffic?
+
+Three estimators of the candidate's value V(π) from a log of decisions made by another policy μ
+with their propensities μ(a|x) (CONTRACT §8), each with a bootstrap 95% interval:
+- IPS:   mean of r·w, with w = π(a|x)/μ(a|x) — unbiased, high variance;
+- SNIPS: Σ r·w / Σ w — self-normalized, a little biased, much steadier;
+- DR:    mean of Σ_v π(v|x)·q̂(x,v) + w·(r − q̂(x,a)) — a cross-fitted reward model q̂ corrected
+         by importance weighting, unbiased if either q̂ or μ is right.
+The candidate's choice probabilities include its holdout exactly as `policy.decide` applies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_export import obd
+from model_export.features import dense, feature_names, features
+from model_export.policy import _TWO_32, choice_probabilities, fnv1a32, load_model, scores
+
+MIN_SAMPLES = 1000
+ESTIMATORS = ("ips", "snips", "dr")
+
+
+class LogError(ValueError):
+    """A decision log line that cannot be evaluated; names the line and the field."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass
+class Report:
+    """One slot's evaluation: the logged policy's own value and the candidate's estimates."""
+
+    slot: str
+    n: int
+    effective_n: float
+    logged: Estimate
+    estimates: dict[str, Estimate]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- estimators ---------------------------------------------------------------------------------
+
+
+def off_policy(
+    reward: np.ndarray,
+    propensity: np.ndarray,
+    target: np.ndarray,
+    q_logged: np.ndarray,
+    q_target: np.ndarray,
+    *,
+    slot: str = "",
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_samples: int = MIN_SAMPLES,
+) -> Report:
+    """Estimates of V(π) from per-row arrays: r, μ(a|x), π(a|x), q̂(x,a), Σ_v π(v|x) q̂(x,v)."""
+    r = np.asarray(reward, dtype=float)
+    w = np.asarray(target, dtype=float) / np.asarray(propensity, dtype=float)
+    dr = np.asarray(q_target, dtype=float) + w * (r - np.asarray(q_logged, dtype=float))
+    n = len(r)
+    if n == 0:
+        raise LogError(f"slot {slot!r}: no logged decisions to evaluate")
+    effective_n = float(w.sum() ** 2 / (w**2).sum()) if w.any() else 0.0
+
+    def point(rows: np.ndarray | slice) -> dict[str, float]:
+        wr, ww = r[rows] * w[rows], w[rows]
+        total_w = ww.sum()
+        return {
+            "logged": float(r[rows].mean()),
+            "ips": float(wr.mean()),
+            "snips": float(wr.sum() / total_w) if total_w > 0 else 0.0,
+            "dr": float(dr[rows].mean()),
+        }
+
+    center = point(slice(None))
+    draws = bootstrap(point, n, n_boot, seed)
+    interval = {
+        k: Estimate(center[k], *np.percentile(draws[k], [2.5, 97.5]).tolist()) for k in center
+    }
+    warnings = []
+    if n < min_samples:
+        warnings.append(f"only {n} logged decisions (< {min_samples}): estimates are unreliable")
+    if effective_n < min_samples:
+        warnings.append(
+            f"effective sample size {effective_n:.0f} (< {min_samples}): the candidate rarely "
+            "agrees with the logged policy, so IPS/SNIPS rest on few decisions"
+        )
+    return Report(
+        slot=slot,
+        n=n,
+        effective_n=round(effective_n, 1),
+        logged=interval.pop("logged"),
+        estimates=interval,
+        warnings=warnings,
+    )
+
+
+def bootstrap(statistic, n: int, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """`statistic` over `n_boot` resamples (with replacement) of `n` rows."""
+    rng = np.random.default_rng(seed)
+    results: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        for k, v in statistic(rng.integers(0, n, size=n)).items():
+            results.setdefault(k, []).append(v)
+    return {k: np.asarray(v) for k, v in results.items()}
+
+
+# --- the reward model for DR -----------------------------------------------------------------
+
+
+def cross_fitted_rewards(
+    x: np.ndarray, actions: np.ndarray, reward: np.ndarray, n_actions: int, folds: int = 2, seed=0
+) -> np.ndarray:
+    """q̂(x, v) for every row and action, each row predicted by models fit on the other folds.
+
+    One L2 logistic regression per action; an action with too few rows or only one outcome in
+    the training folds falls back to its smoothed click rate.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(reward)
+    fold = np.random.default_rng(seed).integers(0, folds, size=n)
+    q = np.zeros((n, n_actions))
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        prior = reward[train].mean() if train.any() else 0.0
+        for a in range(n_actions):
+            rows = train & (actions == a)
+            y = reward[rows]
+            if rows.sum() >= 50 and 0 < y.sum() < len(y):
+                fitted = LogisticRegression(C=1.0, max_iter=500).fit(x[rows], y)
+                q[test, a] = fitted.predict_proba(x[test])[:, 1]
+            else:
+                q[test, a] = (y.sum() + 10 * prior) / (len(y) + 10)
+    return q
+
+
+# --- decision logs and candidate models ------------------------------------------------------
+
+
+def read_log(path: Path) -> Iterator[dict[str, Any]]:
+    """CONTRACT §8 decision lines; a line that cannot be evaluated raises LogError naming it."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise LogError(f"{path}:{number}: not JSON ({exc})") from exc
+            yield check_record(record, f"{path}:{number}")
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise LogError(f"{where}: a decision is a JSON object")
+    for name in ("slot", "variant"):
+        if not isinstance(record.get(name), str):
+            raise LogError(f"{where}: `{name}` missing or not a string")
+    p = record.get("propensity")
+    if not isinstance(p, int | float) or not 0 < p <= 1:
+        raise LogError(f"{where}: `propensity` must be in (0, 1], got {p!r}")
+    engaged = record.get("engaged", record.get("reward"))
+    if not isinstance(engaged, int | float):
+        raise LogError(f"{where}: `engaged` missing (join outcomes before evaluating)")
+    if not isinstance(record.get("context", {}), dict):
+        raise LogError(f"{where}: `context` must be an object")
+    return record
+
+
+def target_probabilities(
+    model: Mapping[str, Any], slot: str, context: Mapping[str, Any], visitor_id: str, decision_id
+) -> dict[str, float]:
+    """π(v|x) of `model` for one decision, holdout included as `policy.decide` applies it."""
+    config = model["slots"][slot]
+    unit = visitor_id or decision_id or ""
+    if fnv1a32(f"holdout\x1f{unit}\x1f{slot}") / _TWO_32 < config.get("holdout", 0):
+        return {v: float(v == config["default"]) for v in config["variants"]}
+    active = features(context, model["features"])
+    return choice_probabilities(config, scores(config, active))
+
+
+def evaluate_log(
+    records: Iterable[Mapping[str, Any]],
+    model: Mapping[str, Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_samples: int = MIN_SAMPLES,
+) -> list[Report]:
+    """One report per slot of `model` that appears in the log."""
+    by_slot: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        if record["slot"] in model["slots"]:
+            by_slot.setdefault(record["slot"], []).append(record)
+    spec = model["features"]
+    names = feature_names(spec)
+    reports = []
+    for slot, rows in by_slot.items():
+        variants = model["slots"][slot]["variants"]
+        index = {v: i for i, v in enumerate(variants)}
+        rows = [r for r in rows if r["variant"] in index]  # variants the candidate cannot show
+        pi = np.array(
+            [
+                [
+                    p
+                    for p in target_probabilities(
+                        model,
+                        slot,
+                        r.get("context", {}),
+                        r.get("visitor_id", ""),
+                        r.get("decision_id"),
+                    ).values()
+                ]
+                for r in rows
+            ]
+        )
+        actions = np.array([index[r["variant"]] for r in rows])
+        reward = np.array([float(r.get("engaged", r.get("reward", 0))) for r in rows])
+        x = np.array([dense(features(r.get("context", {}), spec), names) for r in rows])
+        q = cross_fitted_rewards(x, actions, reward, len(variants), seed=seed)
+        at = np.arange(len(rows))
+        reports.append(
+            off_policy(
+                reward,
+                np.array([float(r["propensity"]) for r in rows]),
+                pi[at, actions],
+                q[at, actions],
+                (pi * q).sum(axis=1),
+                slot=slot,
+                n_boot=n_boot,
+                seed=seed,
+                min_samples=min_samples,
+            )
+        )
+    return reports
+
+
+def evaluate_obd(wheel: Path, campaign: str = "all", *, n_boot: int = 1000, seed: int = 0):
+    """Uniform random's value estimated from the BTS log, next to the random log's own mean.
+
+    Both logs come from the same site and weeks, so the random log's on-policy click rate is
+    the ground truth the off-policy estimates from the BTS log should reach.
+    """
+    bts = obd.load(wheel, "bts", campaign)
+    random = obd.load(wheel, "random", campaign)
+    k = bts.n_actions
+    actions = np.array([r.action for r in bts.rows])
+    reward = np.array([float(r.reward) for r in bts.rows])
+    positions = bts.positions
+    # q̂ from the item and its position: the user features are hashed categories.
+    x = np.array([[float(r.position == p) for p in positions] for r in bts.rows])
+    q = cross_fitted_rewards(x, actions, reward, k, seed=seed)
+    at = np.arange(len(actions))
+    report = off_policy(
+        reward,
+        np.array([r.propensity for r in bts.rows]),
+        np.full(len(actions), 1.0 / k),
+        q[at, actions],
+        q.mean(axis=1),
+        slot=f"obd/{campaign}: uniform random from the bts log",
+        n_boot=n_boot,
+        seed=seed,
+    )
+    truth = bootstrap(
+        lambda rows: {"mean": float(np.array([random.rows[i].reward for i in rows]).mean())},
+        len(random.rows),
+        min(n_boot, 200),
+        seed,
+    )["mean"]
+    on_policy = float(np.mean([r.reward for r in random.rows]))
+    return report, Estimate(on_policy, *np.percentile(truth, [2.5, 97.5]).tolist())
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def table(reports: Sequence[Report], truth: Estimate | None = None) -> str:
+    """The estimates as an aligned text table, warnings underneath."""
+    lines = []
+    for report in reports:
+        lines.append(f"slot {report.slot}: n={report.n}, effective n={report.effective_n:.0f}")
+        lines.append(f"  {'estimator':<28}{'value':>10}{'95% interval':>26}")
+        rows = [("logged policy (on-policy)", report.logged)]
+        rows += [(f"candidate {k.upper()}", e) for k, e in report.estimates.items()]
+        if truth is not None:
+            rows.append(("truth: random log on-policy", truth))
+        for name, e in rows:
+            lines.append(f"  {name:<28}{e.value:>10.5f}   [{e.low:>9.5f}, {e.high:>9.5f}]")
+        lines += [f"  warning: {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register `evaluate` on the `python -m model_export` argument parser."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="offline IPS/SNIPS/DR value of a model on a decision log, or on the OBD sample",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--log", type=Path, help="decision log, JSON lines (CONTRACT §8)")
+    source.add_argument(
+        "--obd",
+        type=Path,
+        metavar="CACHE_DIR",
+        help="evaluate on the Open Bandit Dataset sample from the obp wheel in (or fetched to) "
+        "this directory",
+    )
+    parser.add_argument("--model", type=Path, help="candidate model.json (with --log)")
+    parser.add_argument("--campaign", default="all", choices=obd.CAMPAIGNS)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.set_defaults(run=cli)
+
+
+def cli(args: argparse.Namespace) -> int:
+    truth = None
+    if args.obd is not None:
+        report, truth = evaluate_obd(
+            obd.fetch_wheel(args.obd), args.campaign, n_boot=args.bootstrap, seed=args.seed
+        )
+        reports = [report]
+    else:
+        if args.model is None:
+            print("evaluate: --model is required with --log", file=sys.stderr)
+            return 2
+        try:
+            model = load_model(args.model.read_text(encoding="utf-8"))
+            reports = evaluate_log(
+                read_log(args.log),
+                model,
+                n_boot=args.bootstrap,
+                seed=args.seed,
+                min_samples=args.min_samples,
+            )
+        except (LogError, OSError, ValueError) as exc:
+            print(f"evaluate: {exc}", file=sys.stderr)
+            return 1
+        if not reports:
+            print("evaluate: no logged decision is for a slot of this model", file=sys.stderr)
+            return 1
+    print(table(reports, truth))
+    if args.json is not None:
+        out = {"reports": [r.to_dict() for r in reports]}
+        if truth is not None:
+            out["truth"] = asdict(truth)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(math.isfinite(e.value) for r in reports for e in r.estimates.values()) else 1
