@@ -1,0 +1,1 @@
+"""The firstpaint model contract: features, policy, training, export, simulator (CONTRACT.md)."""
