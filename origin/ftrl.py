@@ -1,0 +1,257 @@
+"""FTRL-Proximal (McMahan et al. 2013, algorithm 1): per-variant logistic engagement models.
+
+`OnlineLearner` holds one `FTRLProximal` model per slot and variant, updates the logged
+variant's model from each example (importance-weighted by 1/propensity, clipped) and writes the
+result as a sealed `model.json` of the same format. `origin.learner` is the public entry point.
+
+Example: `{"slot", "variant", "propensity", "reward", "features": [[name, value], ...]}`,
+features as `model_export.features.features()` returns them; extra keys are ignored.
+
+Each variant's optimiser learns the *delta* from a starting model: every coordinate starts at
+z = n = 0, so before any update the weights are exactly the starting ones (no rounding, no
+solving for z), and the L1/L2 terms pull towards the starting model instead of towards zero —
+the exported scikit-learn model acts as the prior. The bias is a coordinate like any other but is
+not regularised: the base rate should follow the data freely.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeGuard
+
+from model_export import policy
+from model_export.features import Feature, feature_names
+
+Example = dict[str, Any]
+
+
+def _delta(z: float, n: float, alpha: float, beta: float, l1: float, l2: float) -> float:
+    """The FTRL-Proximal closed-form weight for accumulated `z` and squared gradients `n`."""
+    if abs(z) <= l1:
+        return 0.0
+    return -(z - math.copysign(l1, z)) / ((beta + math.sqrt(n)) / alpha + l2)
+
+
+class FTRLProximal:
+    """One variant's logistic model: starting weights plus an FTRL-Proximal delta."""
+
+    __slots__ = ("alpha", "beta", "l1", "l2", "bias0", "weights0", "_bias_zn", "_zn")
+
+    def __init__(
+        self,
+        alpha: float,
+        beta: float,
+        l1: float,
+        l2: float,
+        bias: float = 0.0,
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.alpha, self.beta, self.l1, self.l2 = alpha, beta, l1, l2
+        self.bias0 = float(bias)
+        self.weights0 = {name: float(w) for name, w in (weights or {}).items()}
+        self._bias_zn = [0.0, 0.0]
+        self._zn: dict[str, list[float]] = {}  # feature → [z, n], only for features seen
+
+    def bias(self) -> float:
+        z, n = self._bias_zn
+        return self.bias0 + _delta(z, n, self.alpha, self.beta, 0.0, 0.0)
+
+    def weight(self, name: str) -> float:
+        w0 = self.weights0.get(name, 0.0)
+        zn = self._zn.get(name)
+        if zn is None:
+            return w0
+        return w0 + _delta(zn[0], zn[1], self.alpha, self.beta, self.l1, self.l2)
+
+    def logit(self, active: Iterable[Feature]) -> float:
+        """b + Σ w_f · x_f, summed in feature order exactly as `policy.scores` does."""
+        z = self.bias()
+        for name, x in active:
+            z += self.weight(name) * x
+        return z
+
+    def update(self, active: Iterable[Feature], dloss_dlogit: float) -> None:
+        """One FTRL-Proximal step; the gradient of coordinate f is `dloss_dlogit · x_f`."""
+        self._step(self._bias_zn, dloss_dlogit, 0.0, 0.0)
+        for name, x in active:
+            zn = self._zn.get(name)
+            if zn is None:
+                zn = self._zn[name] = [0.0, 0.0]
+            self._step(zn, dloss_dlogit * x, self.l1, self.l2)
+
+    def _step(self, zn: list[float], g: float, l1: float, l2: float) -> None:
+        z, n = zn
+        w = _delta(z, n, self.alpha, self.beta, l1, l2)
+        sigma = (math.sqrt(n + g * g) - math.sqrt(n)) / self.alpha
+        zn[0] = z + g - sigma * w
+        zn[1] = n + g * g
+
+    def weights(self) -> dict[str, float]:
+        """Current non-zero feature weights (starting weights plus learned delta)."""
+        current = {name: self.weight(name) for name in self.weights0.keys() | self._zn.keys()}
+        return {name: w for name, w in current.items() if w != 0.0}
+
+
+# A feature value far outside what the spec produces (one-hot 1, sin/cos, log-scaled pages)
+# is a bug upstream; refusing it also keeps squared gradients finite.
+_MAX_FEATURE_VALUE = 1e6
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The learner was used before `warm_start` gave it a model to start from."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+    def __str__(self) -> str:
+        return f"OnlineLearner.{self.what} needs a model: call warm_start(model) first"
+
+
+def is_finite_number(value: Any) -> TypeGuard[float]:
+    """A real int or float (not a bool), neither infinite nor NaN."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class OnlineLearner:
+    """Per-variant logistic engagement models updated per event with FTRL-Proximal.
+
+    scikit-learn estimator contract: `__init__` only stores the parameters; `warm_start`
+    and `partial_fit` return self; learned state lives in trailing-underscore attributes.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.05,
+        beta: float = 1.0,
+        l1: float = 0.5,
+        l2: float = 1.0,
+        clip: float = 20.0,
+    ) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.l1 = l1
+        self.l2 = l2
+        self.clip = clip
+
+    def _check_params(self) -> None:
+        if not (is_finite_number(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+        for name in ("beta", "l1", "l2"):
+            value = getattr(self, name)
+            if not (is_finite_number(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (is_finite_number(self.clip) and self.clip >= 1):
+            raise ValueError(f"clip must be a finite number >= 1, got {self.clip!r}")
+
+    def _check_started(self, what: str) -> None:
+        if not hasattr(self, "models_"):
+            raise NotFittedError(what)
+
+    def warm_start(self, model: Mapping[str, Any]) -> OnlineLearner:
+        """Start (again) from `model`: its biases and weights become the initial state."""
+        self._check_params()
+        model = copy.deepcopy(policy.load_model(model))
+        self.model_ = model
+        self.feature_names_ = frozenset(feature_names(model["features"]))
+        self.models_ = {
+            slot: {
+                variant: FTRLProximal(
+                    self.alpha,
+                    self.beta,
+                    self.l1,
+                    self.l2,
+                    bias=config["bias"].get(variant, 0.0),
+                    weights=config["weights"].get(variant, {}),
+                )
+                for variant in config["variants"]
+            }
+            for slot, config in model["slots"].items()
+        }
+        self.n_examples_ = 0
+        self.skipped_ = 0
+        self.skip_reasons_: dict[str, int] = {}
+        self.loss_sum_ = 0.0
+        self.progressive_loss_ = math.nan
+        return self
+
+    def partial_fit(self, examples: Iterable[Example]) -> OnlineLearner:
+        """Learn from each example in turn; bad or unknown examples are skipped and counted."""
+        self._check_started("partial_fit")
+        for example in examples:
+            reason = self._learn(example)
+            if reason is not None:
+                self.skipped_ += 1
+                self.skip_reasons_[reason] = self.skip_reasons_.get(reason, 0) + 1
+        if self.n_examples_:
+            self.progressive_loss_ = self.loss_sum_ / self.n_examples_
+        return self
+
+    def _learn(self, example: Any) -> str | None:
+        """Update from one example; the reason it was skipped, or None."""
+        if not isinstance(example, Mapping):
+            return "malformed"
+        variants = self.models_.get(example.get("slot"))  # type: ignore[arg-type]
+        if variants is None:
+            return "unknown_slot"
+        model = variants.get(example.get("variant"))  # type: ignore[arg-type]
+        if model is None:
+            return "unknown_variant"
+        propensity, reward = example.get("propensity"), example.get("reward")
+        if not (is_finite_number(propensity) and 0 < propensity <= 1):
+            return "bad_propensity"
+        if not (is_finite_number(reward) or isinstance(reward, bool)):
+            return "bad_reward"
+        active = self._active(example.get("features"))
+        if active is None:
+            return "bad_features"
+        label = min(max(float(reward), 0.0), 1.0)
+        # Progressive validation: the prediction is scored before the example is learned.
+        p = policy.sigmoid(model.logit(active))
+        q = min(max(p, 1e-15), 1 - 1e-15)
+        self.loss_sum_ -= label * math.log(q) + (1 - label) * math.log(1 - q)
+        self.n_examples_ += 1
+        weight = min(1.0 / propensity, self.clip)
+        model.update(active, weight * (p - label))
+        return None
+
+    def _active(self, pairs: Any) -> list[Feature] | None:
+        """The example's features, or None if any is malformed or not in the model's spec."""
+        if not isinstance(pairs, list | tuple):
+            return None
+        active: list[Feature] = []
+        for pair in pairs:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                return None
+            name, value = pair
+            if name not in self.feature_names_ or not is_finite_number(value):
+                return None
+            if abs(value) > _MAX_FEATURE_VALUE:
+                return None
+            active.append((name, float(value)))
+        return active
+
+    def scores(self, slot: str, active: list[Feature]) -> dict[str, float]:
+        """Current engagement probability per variant, as `policy.scores` on `to_model()`."""
+        self._check_started("scores")
+        return {v: policy.sigmoid(m.logit(active)) for v, m in self.models_[slot].items()}
+
+    def to_model(self, model_version: str, created_at: str | None = None) -> dict[str, Any]:
+        """A sealed model with the current weights; same spec, slots, exploration, holdout.
+
+        `created_at` is omitted when not given: the learner has no clock to fill it from.
+        """
+        self._check_started("to_model")
+        model = {k: v for k, v in self.model_.items() if k not in ("sha256", "created_at")}
+        model = copy.deepcopy(model)
+        model["model_version"] = model_version
+        if created_at is not None:
+            model["created_at"] = created_at
+        for slot, variants in self.models_.items():
+            config = model["slots"][slot]
+            config["bias"] = {v: m.bias() for v, m in variants.items()}
+            weights = {v: m.weights() for v, m in variants.items()}
+            config["weights"] = {v: w for v, w in weights.items() if w}
+        return policy.seal(model)

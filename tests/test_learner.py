@@ -1,0 +1,387 @@
+"""The online learner: warm start, FTRL updates, model publishing and the reward join."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_export import policy
+from model_export.features import default_spec, feature_names, features
+from origin.learner import NotFittedError, OnlineLearner, RewardJoiner
+
+HERO = ["default", "running", "camping", "sale", "newsletter_deal"]
+PROMO = ["free_shipping", "bundle", "reviews"]
+T0 = 1_795_000_000_000  # 2026-11-18, ms
+MINUTE = 60_000
+
+EMAIL = {"url": "https://shop.example/?utm_medium=email", "user_agent": "Mozilla/5.0 (iPhone)"}
+SEARCH = {"url": "https://shop.example/", "referrer": "https://www.google.com/"}
+DIRECT = {"url": "https://shop.example/running", "user_agent": "Mozilla/5.0 (Windows NT 10.0)"}
+
+
+def make_model(weights: dict | None = None, bias: dict | None = None) -> dict:
+    """A sealed two-slot model over the default spec."""
+    return policy.seal(
+        {
+            "format": policy.FORMAT,
+            "model_version": "start",
+            "created_at": "2026-11-25T21:00:00Z",
+            "features": default_spec(),
+            "slots": {
+                "hero": {
+                    "variants": HERO,
+                    "default": "default",
+                    "bias": bias or dict.fromkeys(HERO, -2.0),
+                    "weights": weights or {},
+                    "exploration": {"kind": "egreedy", "epsilon": 0.1},
+                    "holdout": 0.05,
+                },
+                "promo": {
+                    "variants": PROMO,
+                    "default": "free_shipping",
+                    "bias": dict.fromkeys(PROMO, -3.0),
+                    "weights": {},
+                    "exploration": {"kind": "softmax", "temperature": 0.05, "floor": 0.05},
+                    "holdout": 0.05,
+                },
+            },
+        }
+    )
+
+
+def random_model(seed: int) -> dict:
+    rng = random.Random(seed)
+    names = feature_names(default_spec())
+    weights = {v: {n: rng.gauss(0, 0.7) for n in rng.sample(names, 40)} for v in HERO[1:]}
+    return make_model(weights, {v: rng.uniform(-3, -1) for v in HERO})
+
+
+def example(context: dict, variant: str, reward: float, propensity: float = 0.2) -> dict:
+    return {
+        "slot": "hero",
+        "variant": variant,
+        "propensity": propensity,
+        "reward": reward,
+        "features": [list(f) for f in features(context, default_spec())],
+    }
+
+
+def hero_score(model: dict, context: dict, variant: str) -> float:
+    return policy.scores(model["slots"]["hero"], features(context, model["features"]))[variant]
+
+
+CONTEXTS = [EMAIL, SEARCH, DIRECT, {}, {"url": "/camping", "returning": True, "country": "DE"}]
+
+
+# --- warm start and publishing ----------------------------------------------------------------
+
+
+def test_warm_start_reproduces_the_starting_scores_before_any_update():
+    model = random_model(7)
+    learner = OnlineLearner().warm_start(model)
+    for context in CONTEXTS:
+        active = features(context, model["features"])
+        for slot, config in model["slots"].items():
+            expected = policy.scores(config, active)
+            got = learner.scores(slot, active)
+            assert all(abs(got[v] - expected[v]) <= 1e-9 for v in config["variants"])
+
+
+def test_to_model_round_trips_through_load_model_unchanged():
+    model = random_model(11)
+    published = policy.load_model(json.dumps(OnlineLearner().warm_start(model).to_model("v2")))
+    assert published["model_version"] == "v2"
+    assert "created_at" not in published  # no clock to fill it from
+    for key in ("format", "features"):
+        assert published[key] == model[key]
+    assert published["slots"] == model["slots"]  # weights, biases, exploration, holdout
+
+
+def test_to_model_after_updates_scores_like_the_learner_and_keeps_the_slot_settings():
+    model = random_model(3)
+    learner = OnlineLearner().warm_start(model)
+    learner.partial_fit([example(EMAIL, "sale", 1.0), example(DIRECT, "running", 0.0, 0.9)])
+    published = policy.load_model(learner.to_model("v3", created_at="2026-11-25T21:05:00Z"))
+    assert published["created_at"] == "2026-11-25T21:05:00Z"
+    for context in CONTEXTS:
+        active = features(context, published["features"])
+        assert learner.scores("hero", active) == policy.scores(published["slots"]["hero"], active)
+    for slot in ("hero", "promo"):
+        for key in ("variants", "default", "exploration", "holdout"):
+            assert published["slots"][slot][key] == model["slots"][slot][key]
+    assert all(0.0 not in w.values() for w in published["slots"]["hero"]["weights"].values())
+
+
+def test_using_the_learner_before_warm_start_is_a_clear_error():
+    learner = OnlineLearner()
+    with pytest.raises(NotFittedError, match=r"warm_start\(model\)"):
+        learner.partial_fit([])
+    with pytest.raises(ValueError):
+        learner.to_model("v1")
+
+
+def test_init_only_stores_parameters_and_warm_start_validates_them():
+    learner = OnlineLearner(alpha=-1.0, clip=0.5)
+    assert (learner.alpha, learner.clip) == (-1.0, 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        learner.warm_start(make_model())
+
+
+def test_a_tampered_starting_model_is_refused():
+    model = make_model()
+    model["slots"]["hero"]["bias"]["sale"] = 5.0
+    with pytest.raises(policy.ModelError, match="sha256"):
+        OnlineLearner().warm_start(model)
+
+
+def test_unknown_slots_variants_and_bad_examples_are_skipped_and_counted():
+    learner = OnlineLearner().warm_start(make_model())
+    good = example(EMAIL, "sale", 1.0)
+    learner.partial_fit(
+        [
+            {**good, "slot": "footer"},
+            {**good, "variant": "retired"},
+            {**good, "propensity": 0.0},
+            {**good, "reward": float("nan")},
+            {**good, "features": [["no_such_feature", 1.0]]},
+            "not an example",
+            good,
+        ]
+    )
+    assert learner.n_examples_ == 1
+    assert learner.skipped_ == 6
+    assert learner.skip_reasons_ == {
+        "unknown_slot": 1,
+        "unknown_variant": 1,
+        "bad_propensity": 1,
+        "bad_reward": 1,
+        "bad_features": 1,
+        "malformed": 1,
+    }
+
+
+# --- learning ---------------------------------------------------------------------------------
+
+
+def test_a_burst_of_clicks_for_one_segment_lifts_that_variant_there_and_not_elsewhere():
+    model = make_model()
+    learner = OnlineLearner().warm_start(model)
+    rng = random.Random(5)
+    stream = []
+    for _ in range(1500):
+        # uniform logging; email visitors click the newsletter deal, all else engages at 10%
+        context, variant = rng.choice([EMAIL, SEARCH, DIRECT]), rng.choice(HERO)
+        p = 0.6 if context is EMAIL and variant == "newsletter_deal" else 0.1
+        stream.append(example(context, variant, float(rng.random() < p), propensity=0.2))
+    learner.partial_fit(stream)
+    published = learner.to_model("burst")
+    lift = {
+        name: hero_score(published, context, "newsletter_deal")
+        - hero_score(model, context, "newsletter_deal")
+        for name, context in (("email", EMAIL), ("search", SEARCH), ("direct", DIRECT))
+    }
+    assert lift["email"] > 0.3
+    print(f"newsletter_deal score lift by segment: {lift}")
+    assert abs(lift["search"]) < lift["email"] / 5
+    assert abs(lift["direct"]) < lift["email"] / 5
+    best_for_email = max(HERO, key=lambda v: hero_score(published, EMAIL, v))
+    assert best_for_email == "newsletter_deal"
+
+
+def stationary_stream(n: int, seed: int) -> list[dict]:
+    """Uniformly logged decisions over a fixed ground truth: each segment has its variant."""
+    rng = random.Random(seed)
+    best = {0: "newsletter_deal", 1: "sale", 2: "running"}
+    stream = []
+    for _ in range(n):
+        segment = rng.randrange(3)
+        variant = rng.choice(HERO)
+        p = 0.5 if variant == best[segment] else 0.05
+        stream.append(example((EMAIL, SEARCH, DIRECT)[segment], variant, rng.random() < p, 0.2))
+    return stream
+
+
+def test_progressive_loss_decreases_on_a_stationary_stream():
+    learner = OnlineLearner().warm_start(make_model(bias=dict.fromkeys(HERO, 0.0)))
+    stream = stationary_stream(6000, seed=1)
+    cumulative, last_window = [], 0.0
+    for start, stop in ((0, 250), (250, 1000), (1000, 5000), (5000, 6000)):
+        before = learner.loss_sum_
+        learner.partial_fit(stream[start:stop])
+        cumulative.append(learner.progressive_loss_)
+        last_window = (learner.loss_sum_ - before) / (stop - start)
+    # the best possible log-loss: the entropy of the true engagement probabilities
+    floor = 0.2 * -math.log(0.5) + 0.8 * -(0.05 * math.log(0.05) + 0.95 * math.log(0.95))
+    print(f"progressive log-loss after 250/1000/5000/6000: {[round(c, 4) for c in cumulative]}")
+    print(f"last 1000 events: {last_window:.4f}; entropy floor {floor:.4f}")
+    assert learner.n_examples_ == 6000
+    assert cumulative == sorted(cumulative, reverse=True)
+    assert cumulative[0] > cumulative[-1] + 0.05
+    assert last_window < floor + 0.03
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(numbers, numbers, st.sampled_from(CONTEXTS), st.sampled_from(HERO)),
+        max_size=30,
+    )
+)
+def test_weights_stay_finite_for_any_reward_and_propensity(events):
+    learner = OnlineLearner(alpha=1.0, l1=0.0, l2=0.0).warm_start(make_model())
+    learner.partial_fit(
+        {**example(context, variant, 0.0), "reward": reward, "propensity": propensity}
+        for reward, propensity, context, variant in events
+    )
+    assert learner.n_examples_ + learner.skipped_ == len(events)
+    published = policy.load_model(learner.to_model("fuzz"))  # seal refuses non-finite numbers
+    slot = published["slots"]["hero"]
+    assert all(math.isfinite(b) for b in slot["bias"].values())
+    assert all(math.isfinite(w) for ws in slot["weights"].values() for w in ws.values())
+
+
+# --- reward join ------------------------------------------------------------------------------
+
+SPEC = default_spec()
+WINDOW = 30 * MINUTE
+
+
+def decision(decision_id: str, ts_ms: int, variant: str = "sale", context: dict = EMAIL) -> dict:
+    return {
+        "decision_id": decision_id,
+        "slot": "hero",
+        "variant": variant,
+        "propensity": 0.82,
+        "context": context,
+        "ts_ms": ts_ms,
+    }
+
+
+def test_a_click_inside_the_window_is_joined_and_ready_at_once():
+    joiner = RewardJoiner(window_ms=WINDOW)
+    assert joiner.add_decision(decision("d1", T0))
+    assert joiner.add_reward("d1", "impression", 1, T0 + 800)
+    assert joiner.add_reward("d1", "click", 1, T0 + 5_000)
+    [joined] = joiner.expire(T0 + 6_000, SPEC)  # seconds later, not at the end of the window
+    assert joined["reward"] == 1.0 and joined["impressed"]
+    assert (joined["decision_id"], joined["variant"], joined["propensity"]) == ("d1", "sale", 0.82)
+    assert joined["features"] == [list(f) for f in features(EMAIL, SPEC)]
+    assert len(joiner) == 0
+    learner = OnlineLearner().warm_start(make_model())
+    assert learner.partial_fit([joined]).n_examples_ == 1
+
+
+def test_nothing_within_the_window_is_a_reward_0_example_when_it_closes():
+    joiner = RewardJoiner(window_ms=WINDOW)
+    joiner.add_decision({**decision("d1", T0), "features": [["device=mobile", 1.0]]})
+    assert joiner.add_reward("d1", "impression", 1, T0 + 1_000)
+    assert joiner.expire(T0 + WINDOW - 1, SPEC) == []
+    [expired] = joiner.expire(T0 + WINDOW, SPEC)
+    assert expired["reward"] == 0.0 and expired["impressed"]  # an impression is not a reward
+    assert expired["features"] == [["device=mobile", 1.0]]  # precomputed features are kept
+    assert not joiner.add_reward("d1", "click", 1, T0 + WINDOW + 1)
+    assert joiner.counts["expired"] == 1
+
+
+def test_a_click_after_the_window_is_rejected_even_before_expire_runs():
+    joiner = RewardJoiner(window_ms=WINDOW)
+    joiner.add_decision(decision("d1", T0))
+    assert not joiner.add_reward("d1", "click", 1, T0 + WINDOW)
+    [late] = joiner.expire(T0 + WINDOW + 1, SPEC)
+    assert late["reward"] == 0.0
+    assert joiner.counts["late_reward"] == 1
+
+
+def test_a_second_click_or_a_replayed_decision_is_never_counted_twice():
+    joiner = RewardJoiner(window_ms=WINDOW)
+    joiner.add_decision(decision("d1", T0))
+    assert joiner.add_reward("d1", "click", 1, T0 + 1_000)
+    assert not joiner.add_reward("d1", "click", 1, T0 + 2_000)
+    assert not joiner.add_reward("d1", "conversion", 49.0, T0 + 3_000)
+    assert not joiner.add_decision(decision("d1", T0))  # the edge retried its batch
+    assert len(joiner.expire(T0 + 4_000, SPEC)) == 1
+    assert joiner.expire(T0 + 2 * WINDOW, SPEC) == []
+    assert not joiner.add_decision(decision("d1", T0))  # too late to open again
+    assert (joiner.counts["rewards"], joiner.counts["closed"]) == (1, 2)
+    assert (joiner.counts["duplicate"], joiner.counts["late_decision"]) == (1, 1)
+
+
+def test_unknown_decision_ids_are_rejected_and_unknown_kinds_are_an_error():
+    joiner = RewardJoiner()
+    assert not joiner.add_reward("nope", "click", 1, T0)
+    assert joiner.counts["unknown"] == 1
+    joiner.add_decision(decision("d1", T0))
+    with pytest.raises(ValueError, match="kind"):
+        joiner.add_reward("d1", "hover", 1, T0)
+
+
+def test_a_conversion_alone_is_a_reward_of_1():
+    joiner = RewardJoiner()
+    joiner.add_decision(decision("d1", T0))
+    assert joiner.add_reward("d1", "conversion", 129.0, T0 + 9 * MINUTE)
+    assert [e["reward"] for e in joiner.expire(T0 + 9 * MINUTE, SPEC)] == [1.0]
+
+
+def test_bad_decisions_name_the_field():
+    joiner = RewardJoiner()
+    with pytest.raises(ValueError, match="`propensity`"):
+        joiner.add_decision({**decision("d1", T0), "propensity": 0})
+    with pytest.raises(ValueError, match="`decision_id`"):
+        joiner.add_decision({**decision("d1", T0), "decision_id": ""})
+    with pytest.raises(ValueError, match="`context`"):
+        joiner.add_decision({**decision("d1", T0), "context": None})
+
+
+def test_open_decisions_are_capped_oldest_closed_first():
+    joiner = RewardJoiner(window_ms=WINDOW, max_open=3)
+    for i in range(5):
+        joiner.add_decision(decision(f"d{i}", T0 + i * 1_000))
+    assert len(joiner) == 3
+    assert joiner.counts["evicted"] == 2
+    assert not joiner.add_reward("d0", "click", 1, T0 + 5_000)  # closed early, as reward 0
+    assert joiner.add_reward("d4", "click", 1, T0 + 5_000)
+    ready = joiner.expire(T0 + 5_000, SPEC)
+    assert [(e["decision_id"], e["reward"]) for e in ready] == [
+        ("d0", 0.0),
+        ("d1", 0.0),
+        ("d4", 1.0),
+    ]
+    state = joiner.state()
+    assert len(state["closed"]) <= 3 and len(state["open"]) == 2
+
+
+def test_state_round_trips_through_json_and_resumes():
+    joiner = RewardJoiner(window_ms=WINDOW)
+    for i in range(4):
+        joiner.add_decision(decision(f"d{i}", T0 + i * MINUTE, context=CONTEXTS[i]))
+    joiner.add_reward("d1", "click", 1, T0 + 2 * MINUTE)
+    joiner.add_reward("d2", "impression", 1, T0 + 2 * MINUTE)
+    joiner.expire(T0 + 2 * MINUTE, SPEC)
+    joiner.add_reward("d3", "click", 1, T0 + 3 * MINUTE)  # ready, not yet drained
+
+    resumed = RewardJoiner.from_state(json.loads(json.dumps(joiner.state())))
+    assert resumed.state() == joiner.state()
+    assert not resumed.add_reward("d1", "click", 1, T0 + 4 * MINUTE)  # still closed
+    assert resumed.add_reward("d0", "click", 1, T0 + 4 * MINUTE)
+    later = T0 + 2 * MINUTE + WINDOW
+    assert [(e["decision_id"], e["reward"]) for e in resumed.expire(later, SPEC)] == [
+        ("d3", 1.0),
+        ("d0", 1.0),
+        ("d2", 0.0),
+    ]
