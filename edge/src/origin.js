@@ -1,0 +1,47 @@
+// Fetching the site's HTML from the origin, through the Cache API when the origin allows it.
+// Only the un-personalized origin response is ever cached; personalization happens per request.
+
+/** FP_ORIGIN without a trailing slash; throws when it is missing or not an http(s) URL. */
+export function originBase(env) {
+  const origin = typeof env.FP_ORIGIN === 'string' ? env.FP_ORIGIN.trim() : '';
+  if (!/^https?:\/\/[^/]+/.test(origin)) {
+    throw new Error(`FP_ORIGIN must be the origin's http(s) URL, got ${JSON.stringify(env.FP_ORIGIN ?? null)}`);
+  }
+  return origin.replace(/\/+$/, '');
+}
+
+/** Whether a shared cache may keep this origin response (public HTML, no cookie, a lifetime). */
+export function cacheable(response) {
+  if (response.status !== 200 || response.headers.has('set-cookie')) return false;
+  if ((response.headers.get('vary') || '').includes('*')) return false;
+  const control = (response.headers.get('cache-control') || '').toLowerCase();
+  if (/(^|[,\s])(private|no-store|no-cache)\b/.test(control)) return false;
+  const lifetime = /(?:^|[,\s])(?:s-maxage|max-age)=(\d+)/.exec(control);
+  return lifetime !== null && Number(lifetime[1]) > 0;
+}
+
+/** Whether the response is an HTML document. */
+export function isHtml(response) {
+  return (response.headers.get('content-type') || '').toLowerCase().startsWith('text/html');
+}
+
+/**
+ * The origin's response to `request` (sent to `base` + its path and query) and whether it came
+ * from the cache. GET requests without credentials look in the cache first; cacheable HTML from
+ * the origin is stored in the background.
+ */
+export async function fetchFromOrigin(request, base, ctx) {
+  const url = new URL(request.url);
+  const originUrl = `${base}${url.pathname}${url.search}`;
+  const useCache = request.method === 'GET' && !request.headers.has('authorization') && typeof caches !== 'undefined';
+  const cacheKey = new Request(originUrl, { method: 'GET' });
+  if (useCache) {
+    const cached = await caches.default.match(cacheKey);
+    if (cached) return { response: cached, fromCache: true };
+  }
+  const response = await fetch(new Request(originUrl, request));
+  if (useCache && isHtml(response) && cacheable(response)) {
+    ctx.waitUntil(caches.default.put(cacheKey, response.clone()).catch(() => {}));
+  }
+  return { response, fromCache: false };
+}

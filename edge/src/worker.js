@@ -1,0 +1,140 @@
+// The firstpaint edge worker: fetch the site's HTML from the origin, decide each known
+// `[data-fp-slot]` with the model, rewrite the slots inside the HTML stream, and log the
+// decisions to the origin in the background. Anything that goes wrong passes the origin's page
+// through untouched with `x-fp-fallback: <reason>`.
+//
+// Configuration ([vars] in wrangler.toml, secrets with `wrangler secret put`):
+//   FP_ORIGIN            the origin's URL (required)
+//   FP_TOKEN_SECRET      HMAC secret for decision tokens and preview signatures (secret)
+//   FP_CONSENT_REQUIRED  "1": no visitor cookie without `fp_consent=1` (default "0")
+//   FP_MODEL_REFRESH_S   seconds between model refreshes from the origin (default 10)
+//   FP_SITE_HOST         the site's host for `internal` referrers (default: the request's host)
+//   FP_DEV               "1": previews without signature and GET /__fp/status
+
+import site from './site.json';
+import { decide } from './policy.js';
+import { isBot } from './features.js';
+import { currentModel, refreshIfDue, modelStatus } from './model_store.js';
+import { fetchFromOrigin, isHtml, originBase } from './origin.js';
+import { identifyVisitor, parseCookies, requestContext } from './visitor.js';
+import { signDecision, verifyPreview } from './token.js';
+import { rewriteSlots } from './rewriter.js';
+import { logRecord, sendDecisions } from './decision_log.js';
+
+export default {
+  async fetch(request, env, ctx) {
+    let base;
+    try {
+      base = originBase(env);
+    } catch (error) {
+      return new Response(`firstpaint edge: ${error.message}\n`, { status: 500, headers: { 'x-fp-fallback': 'no-origin' } });
+    }
+    const url = new URL(request.url);
+    if (env.FP_DEV === '1' && url.pathname === '/__fp/status') {
+      await currentModel();
+      return Response.json(modelStatus());
+    }
+    let response;
+    let fromCache;
+    try {
+      ({ response, fromCache } = await fetchFromOrigin(request, base, ctx));
+    } catch (error) {
+      console.warn(`firstpaint: origin fetch failed: ${error.message}`);
+      return new Response('The site is unreachable right now.\n', { status: 502, headers: { 'x-fp-fallback': 'origin-unreachable' } });
+    }
+    if (request.method !== 'GET' || response.status !== 200 || !isHtml(response)) return response;
+    try {
+      return await personalize(request, response, env, ctx, base, fromCache);
+    } catch (error) {
+      console.warn(`firstpaint: personalization failed: ${error.stack || error}`);
+      return fallback(response, 'exception');
+    }
+  },
+};
+
+function fallback(response, reason) {
+  const passed = new Response(response.body, response);
+  passed.headers.set('x-fp-fallback', reason);
+  return passed;
+}
+
+/** Preview overrides (slot → variant) from `?fp_preview=slot:variant[,…]&fp_sig=…`, or null. */
+async function previewOverrides(url, env) {
+  const value = url.searchParams.get('fp_preview');
+  if (!value) return null;
+  const authorized = env.FP_DEV === '1' || (await verifyPreview(env.FP_TOKEN_SECRET, value, url.searchParams.get('fp_sig')));
+  if (!authorized) return undefined;
+  const overrides = new Map();
+  for (const item of value.split(',')) {
+    const colon = item.indexOf(':');
+    if (colon > 0) overrides.set(item.slice(0, colon), item.slice(colon + 1));
+  }
+  return overrides;
+}
+
+function newDecisionId() {
+  return crypto.randomUUID().replace(/-/g, '');
+}
+
+async function personalize(request, response, env, ctx, base, fromCache) {
+  const nowMs = Date.now();
+  const model = await currentModel();
+  refreshIfDue(env, ctx, base, nowMs);
+  if (!model) return fallback(response, 'no-model');
+  if (!env.FP_TOKEN_SECRET) return fallback(response, 'no-token-secret');
+
+  const url = new URL(request.url);
+  const cookies = parseCookies(request.headers.get('cookie'));
+  const bot = isBot(request.headers.get('user-agent') || '', model.features.rules);
+  const visitor = bot ? { id: '', returning: undefined, setCookie: null } : identifyVisitor(cookies, env);
+  const context = requestContext(request, visitor, env, nowMs);
+  const preview = await previewOverrides(url, env);
+
+  // Workers' clocks only move on I/O, so on the edge this reads ~0; it is real elsewhere.
+  const started = performance.now();
+  const decisions = [];
+  for (const [slot, config] of Object.entries(model.slots)) {
+    const html = site.slots[slot]?.html;
+    if (!html) continue; // the site has no content for this slot
+    const force = bot ? config.default : preview?.get(slot) ?? null;
+    const decision = decide(model, context, slot, visitor.id, newDecisionId(), force);
+    if (typeof html[decision.variant] !== 'string') continue;
+    decisions.push({ decision, html: html[decision.variant], logged: !bot && !decision.forced });
+  }
+  const decisionMs = performance.now() - started;
+
+  const slots = new Map();
+  for (const { decision, html, logged } of decisions) {
+    const token = logged ? await signDecision(env.FP_TOKEN_SECRET, decision, nowMs) : null;
+    slots.set(decision.slot, { slot: decision.slot, variant: decision.variant, html, token, decision, logged });
+  }
+
+  const shown = new Set();
+  let documentEnded;
+  const ended = new Promise((resolve) => {
+    documentEnded = resolve;
+  });
+  ctx.waitUntil(
+    ended.then(() => {
+      const records = [];
+      for (const name of shown) {
+        const prepared = slots.get(name);
+        if (prepared.logged) records.push(logRecord(prepared.decision, visitor.id, context, prepared.token));
+      }
+      return sendDecisions(base, records);
+    }),
+  );
+
+  const headers = new Headers(response.headers);
+  headers.set('cache-control', 'private');
+  headers.delete('etag');
+  headers.delete('last-modified');
+  headers.delete('content-length');
+  headers.set('x-fp-model', model.model_version);
+  headers.append('server-timing', `fp;dur=${decisionMs.toFixed(3)}`);
+  if (visitor.setCookie) headers.append('set-cookie', visitor.setCookie);
+  if (fromCache) headers.set('x-fp-cache', 'hit');
+  if (preview === undefined) headers.set('x-fp-fallback', 'preview-signature');
+  const outgoing = new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  return rewriteSlots(outgoing, slots, { onShown: (slot) => shown.add(slot), onEnd: () => documentEnded() });
+}
