@@ -1,0 +1,56 @@
+"""`python -m origin serve --host 127.0.0.1 --port 8787 --db origin.db --model model.json`.
+
+Configuration: flags, else the `FP_*` environment variables (see `origin.services.Settings`).
+The token secret is read only from `FP_TOKEN_SECRET` and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from origin.app import create_app
+from origin.services import LEARNER_MODES, ConfigError, Settings
+from origin.storage import StorageError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m origin")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the origin service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    backend = serve.add_mutually_exclusive_group()
+    backend.add_argument("--db", help="SQLite file (default: FP_DB)")
+    backend.add_argument("--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)")
+    serve.add_argument("--model", dest="model_path", help="model.json to start from")
+    serve.add_argument("--site", dest="site_path", help="site.toml (default: origin/site.toml)")
+    serve.add_argument("--learner", choices=[m for m in LEARNER_MODES if m != "manual"])
+    serve.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env(
+            db=args.db, redis_url=args.redis_url, model_path=args.model_path,
+            site_path=args.site_path, learner=args.learner,
+        )  # fmt: skip
+        app = create_app(settings)
+    except (ConfigError, StorageError) as exc:
+        print(f"origin: {exc}", file=sys.stderr)
+        return 2
+    origin = app.state.origin
+    print(
+        f"origin: serving model {origin.holder.version} from {origin.backend} "
+        f"on http://{args.host}:{args.port}",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

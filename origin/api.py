@@ -1,0 +1,191 @@
+"""The `/v1` API, `/healthz` and `/metrics`.
+
+Handlers only wire: validation (`origin.validation`), the policy (`model_export.policy`),
+sessions (`origin.sessions`), the group-committing log writer and the model holder. Every
+write is acknowledged only after its commit; a storage failure is a 503 with no partial write.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from model_export.policy import decide as policy_decide
+from origin.services import Origin
+from origin.storage import DECISION, EVENT, StorageError
+from origin.tokens import sign
+from origin.validation import (
+    RequestError,
+    decide_request,
+    decisions_batch,
+    events_batch,
+    parse_json_body,
+)
+
+
+def _origin(request: Request) -> Origin:
+    return request.app.state.origin
+
+
+async def _json_body(request: Request, origin: Origin) -> Any:
+    """The request's JSON, refusing bodies over the byte cap before reading them whole."""
+    cap = origin.limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise RequestError(413, "too_large", f"body is {declared} bytes; the limit is {cap}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > cap:
+            raise RequestError(413, "too_large", f"body exceeds the limit of {cap} bytes")
+    return parse_json_body(request.headers.get("content-type", ""), bytes(body), origin.limits)
+
+
+def _rejected(origin: Origin, exc: RequestError) -> JSONResponse:
+    origin.metrics.rejected.inc(reason=exc.reason)
+    return JSONResponse({"error": exc.message, "reason": exc.reason}, status_code=exc.status)
+
+
+def _unavailable(exc: StorageError) -> JSONResponse:
+    return JSONResponse({"error": f"storage unavailable: {exc}"}, status_code=503)
+
+
+async def post_decisions(request: Request) -> Response:
+    """Decisions made at the edge: validated, token-checked, committed, then 202."""
+    origin = _origin(request)
+    try:
+        body = await _json_body(request, origin)
+        records = decisions_batch(
+            body, origin.slot_variants, origin.secret, origin.clock.now_ms(),
+            origin.settings.token_max_age_ms, origin.limits,
+        )  # fmt: skip
+        await origin.writer.write([(DECISION, r) for r in records])
+    except RequestError as exc:
+        return _rejected(origin, exc)
+    except StorageError as exc:
+        return _unavailable(exc)
+    origin.metrics.decisions.inc(len(records), source="edge")
+    return JSONResponse({"accepted": len(records)}, status_code=202)
+
+
+async def post_events(request: Request) -> Response:
+    """Engagement and view events (JSON or sendBeacon's text/plain): committed, then 202."""
+    origin = _origin(request)
+    try:
+        body = await _json_body(request, origin)
+        records = events_batch(
+            body, origin.secret, origin.clock.now_ms(), origin.settings.token_max_age_ms,
+            origin.limits,
+        )  # fmt: skip
+        await origin.writer.write([(EVENT, r) for r in records])
+    except RequestError as exc:
+        return _rejected(origin, exc)
+    except StorageError as exc:
+        return _unavailable(exc)
+    for record in records:
+        origin.metrics.accepted.inc(type=record["type"])
+    if any(r.get("session_id") for r in records):
+        try:
+            await to_thread.run_sync(_observe_all, origin, records)
+        except StorageError:
+            origin.metrics.session_errors.inc()  # events are committed; only context is stale
+    return JSONResponse({"accepted": len(records)}, status_code=202)
+
+
+def _observe_all(origin: Origin, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        origin.sessions.observe(record)
+
+
+def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Decide each requested slot with session context; log the decisions; add token and HTML."""
+    model = origin.holder.model
+    now = origin.clock.now_ms()
+    context = origin.sessions.enrich(request["context"], request["session_id"], request["visitor_id"])
+    context.setdefault("now_ms", now)
+    visitor_id = request["visitor_id"]
+    results, logged = [], []
+    for slot in request["slots"]:
+        if model is None or slot not in model["slots"]:
+            html = origin.site.slots[slot].variants[origin.site.slots[slot].default]
+            results.append({"slot": slot, "variant": origin.site.slots[slot].default, "html": html,
+                            "propensity": 1.0, "fallback": "slot not in the current model"})  # fmt: skip
+            continue
+        decision = policy_decide(model, context, slot, visitor_id, uuid.uuid4().hex).to_dict()
+        decision["token"] = sign(origin.secret, decision, now)
+        decision["html"] = origin.site.slots[slot].variants[decision["variant"]]
+        results.append(decision)
+        logged.append(
+            (DECISION, {
+                "decision_id": decision["decision_id"], "slot": slot,
+                "variant": decision["variant"], "propensity": decision["propensity"],
+                "model_version": decision["model_version"], "visitor_id": visitor_id,
+                "context": context, "ts_ms": now, "holdout": decision["holdout"],
+            })
+        )  # fmt: skip
+    if logged:
+        origin.writer.write_soon(logged)
+        origin.metrics.decisions.inc(len(logged), source="decide")
+    return results
+
+
+async def post_decide(request: Request) -> Response:
+    """Decisions for later pages, with the session's context merged in server-side."""
+    origin = _origin(request)
+    started = time.perf_counter()
+    try:
+        body = await _json_body(request, origin)
+        decisions = decide_slots(origin, decide_request(body, origin.slot_variants, origin.limits))
+    except RequestError as exc:
+        return _rejected(origin, exc)
+    except StorageError as exc:
+        return _unavailable(exc)
+    origin.metrics.decide_latency.observe(time.perf_counter() - started)
+    return JSONResponse({"decisions": decisions})
+
+
+async def get_model(request: Request) -> Response:
+    """The current model.json (or only `?slot=` slots), with its sha256 as a strong ETag."""
+    origin = _origin(request)
+    slots = tuple(s for value in request.query_params.getlist("slot") for s in value.split(",") if s)
+    try:
+        served = origin.holder.view(slots)
+    except KeyError as exc:
+        return JSONResponse({"error": f"slot: unknown slot {exc.args[0]!r}"}, status_code=404)
+    except LookupError:
+        return JSONResponse({"error": "no model published yet"}, status_code=503)
+    headers = {"ETag": served.etag, "Cache-Control": "no-cache"}
+    match = request.headers.get("if-none-match", "")
+    if served.etag in (tag.strip() for tag in match.split(",")) or match.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(served.body, media_type="application/json", headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    origin = _origin(request)
+    try:
+        await to_thread.run_sync(origin.storage.ping)
+    except StorageError as exc:
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+    return JSONResponse({"ok": True, "model_version": origin.holder.version, "storage": origin.backend})
+
+
+async def metrics(request: Request) -> Response:
+    text = await to_thread.run_sync(_origin(request).metrics.registry.render)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+routes = [
+    Route("/v1/decisions", post_decisions, methods=["POST"]),
+    Route("/v1/events", post_events, methods=["POST"]),
+    Route("/v1/decide", post_decide, methods=["POST"]),
+    Route("/v1/model", get_model, methods=["GET", "HEAD"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

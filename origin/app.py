@@ -1,0 +1,126 @@
+"""`create_app(settings)`: the origin's Starlette application.
+
+The `Origin` services are built here (so a bad setting fails at construction with a clear
+message); the lifespan starts the group committer, the learner thread and the model refresher,
+and stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from model_export.policy import ModelError, load_model
+from model_export.site import Site, SiteError, load_site
+from origin import api, pages
+from origin.learner import OnlineLearner, RewardJoiner
+from origin.learning import LearningLoop
+from origin.logwriter import LogWriter
+from origin.models import ModelHolder, cold_model, stored
+from origin.services import ConfigError, Origin, OriginMetrics, Settings
+from origin.sessions import SessionEngine
+from origin.storage import Storage, StorageError, open_storage
+
+log = logging.getLogger("origin")
+
+
+def check_against_site(model: dict[str, Any], site: Site) -> None:
+    """Every variant the model can choose must have HTML in site.toml."""
+    for name, slot in model["slots"].items():
+        if name not in site.slots:
+            continue
+        missing = [v for v in slot["variants"] if v not in site.slots[name].variants]
+        if missing:
+            raise ConfigError(f"model slot {name!r} has variants without HTML in site.toml: {missing}")
+
+
+def initial_model(settings: Settings, site: Site, storage: Storage) -> None:
+    """Make sure storage holds a current model: the given file if new, else the stored one, else cold."""
+    now = settings.clock.now_ms()
+    if settings.model_path:
+        try:
+            model = load_model(Path(settings.model_path).read_text(encoding="utf-8"))
+        except (OSError, ModelError) as exc:
+            raise ConfigError(f"cannot use --model {settings.model_path}: {exc}") from exc
+        check_against_site(model, site)
+        if all(m.sha256 != model["sha256"] for m in storage.model_history(100)):
+            storage.publish_model(stored(model, now))  # a newly trained model supersedes
+            return
+    if storage.current_model() is None:
+        storage.publish_model(stored(cold_model(site, now), now))
+
+
+def build_origin(settings: Settings, storage: Storage | None = None) -> Origin:
+    """All services of one origin process, checked."""
+    try:
+        site = load_site(settings.site_path)
+    except SiteError as exc:
+        raise ConfigError(str(exc)) from exc
+    if storage is None:
+        storage = open_storage(db=settings.db, redis_url=settings.redis_url, clock=settings.clock)
+    initial_model(settings, site, storage)
+    holder = ModelHolder(storage)
+    holder.refresh()
+    assert holder.model is not None
+    check_against_site(holder.model, site)
+    origin = Origin(
+        settings=settings,
+        site=site,
+        storage=storage,
+        holder=holder,
+        sessions=SessionEngine(storage, settings.clock, site.categories, ttl_s=settings.session_ttl_s),
+        writer=LogWriter(storage),
+        metrics=OriginMetrics(),
+        backend="redis" if settings.redis_url else "sqlite",
+    )
+    if settings.learner != "off":
+        origin.learning = LearningLoop(
+            storage,
+            holder,
+            settings.clock,
+            OnlineLearner(),
+            RewardJoiner(window_ms=int(settings.reward_window_s * 1000)),
+            publish_interval_s=settings.publish_interval_s,
+        )
+    origin.add_gauges()
+    return origin
+
+
+async def _follow_models(origin: Origin) -> None:
+    """Pick up models published by other processes (a learner elsewhere, a rollback)."""
+    while True:
+        await asyncio.sleep(origin.settings.model_poll_s)
+        try:
+            await asyncio.to_thread(origin.holder.refresh)
+        except (StorageError, ModelError) as exc:
+            log.warning("model refresh failed: %s", exc)
+
+
+def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
+    """The origin application for `settings` (storage opened from them unless given)."""
+    origin = build_origin(settings, storage)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        origin.writer.start()
+        if origin.learning is not None and settings.learner == "thread":
+            origin.learning.start()
+        follower = asyncio.get_running_loop().create_task(_follow_models(origin))
+        try:
+            yield
+        finally:
+            follower.cancel()
+            if origin.learning is not None:
+                await asyncio.to_thread(origin.learning.stop)
+            await origin.writer.close()
+            origin.storage.close()
+
+    app = Starlette(routes=[*api.routes, *pages.routes(origin)], lifespan=lifespan)
+    app.state.origin = origin
+    return app

@@ -1,0 +1,130 @@
+"""Wiring of the online learner: log → reward join → `partial_fit` → published model versions.
+
+`LearningLoop.step()` reads what the storage log holds for the `learner` consumer (SQLite:
+a cursor on the autoincrement log; Redis: a consumer group on the stream), feeds decisions
+and reward events to the `RewardJoiner`, trains the `OnlineLearner` on the examples that are
+ready, acknowledges the entries, and publishes `to_model()` when something was learned and at
+least `publish_interval_s` passed since the last version. Time comes from the injected clock,
+so tests drive it in simulated time; `run()` calls `step()` in a background thread.
+
+A learner restart resumes from the consumer position and warm-starts from the last published
+model; decisions that were still waiting for a reward at that moment are not revisited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from model_export.policy import model_sha256, seal
+from origin.clock import Clock
+from origin.learner import OnlineLearner, RewardJoiner
+from origin.models import ModelHolder
+from origin.storage import DECISION, EVENT, Storage
+from origin.validation import REWARD_TYPES
+
+log = logging.getLogger("origin.learning")
+
+
+class LearningLoop:
+    """Consumes the log, learns online and publishes new model versions."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        holder: ModelHolder,
+        clock: Clock,
+        learner: OnlineLearner,
+        joiner: RewardJoiner,
+        publish_interval_s: float = 5.0,
+        consumer: str = "learner",
+        batch: int = 2000,
+    ) -> None:
+        if publish_interval_s < 0:
+            raise ValueError("publish_interval_s must be >= 0")
+        if holder.model is None:
+            raise ValueError("the learner needs a starting model in the holder")
+        self.storage = storage
+        self.holder = holder
+        self.clock = clock
+        self.learner = learner.warm_start(holder.model)
+        self.joiner = joiner
+        self.publish_interval_s = publish_interval_s
+        self.consumer = consumer
+        self.batch = batch
+        self.examples = 0
+        self.unpublished = 0
+        self.published = 0
+        self.bad_entries = 0
+        self.last_publish_ms = clock.now_ms()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> int:
+        """One round: consume up to `batch` entries, learn what is ready, maybe publish."""
+        entries = self.storage.read_log(self.consumer, self.batch)
+        for entry in entries:
+            self._consume(entry.kind, entry.record)
+        now = self.clock.now_ms()
+        examples = self.joiner.expire(now, self.holder.model["features"])
+        if examples:
+            self.learner.partial_fit(examples)
+            self.examples += len(examples)
+            self.unpublished += len(examples)
+        self.storage.ack(self.consumer, entries)
+        self.maybe_publish()
+        return len(entries)
+
+    def _consume(self, kind: str, record: dict[str, Any]) -> None:
+        try:
+            if kind == DECISION:
+                self.joiner.add_decision(record)
+            elif kind == EVENT and record.get("type") in REWARD_TYPES:
+                value = record.get("value") or 0.0
+                self.joiner.add_reward(record["decision_id"], record["type"], value, record["ts_ms"])
+        except (KeyError, ValueError) as exc:  # validated on the way in; count, never stop
+            self.bad_entries += 1
+            log.warning("learner skipped a log entry: %s", exc)
+
+    def maybe_publish(self, force: bool = False) -> dict[str, Any] | None:
+        """Publish the learned model if due; the published model or None."""
+        now = self.clock.now_ms()
+        due = now - self.last_publish_ms >= self.publish_interval_s * 1000
+        if not self.unpublished or not (due or force):
+            return None
+        created = datetime.fromtimestamp(now / 1000, UTC)
+        model = self.learner.to_model("pending", created.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        model["model_version"] = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{model_sha256(model)[:8]}"
+        model = seal(model)
+        self.holder.publish(model, now)
+        self.last_publish_ms = now
+        self.unpublished = 0
+        self.published += 1
+        return model
+
+    @property
+    def progressive_loss(self) -> float:
+        return float(getattr(self.learner, "progressive_loss_", float("nan")))
+
+    def run(self, poll_s: float = 0.2) -> None:
+        """Step until `stop()`; a failing step is logged and retried after `poll_s`."""
+        while not self._stop.is_set():
+            try:
+                busy = self.step() >= self.batch
+            except Exception:
+                log.exception("learner step failed; retrying")
+                busy = False
+            if not busy:
+                self._stop.wait(poll_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="fp-learner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

@@ -1,0 +1,98 @@
+"""Group commit: concurrent requests' batches share one storage transaction.
+
+A request that must answer 202 only after a durable commit awaits `write()`; batches that
+arrive while a commit is in flight are merged into the next one, so under load the fsync cost
+is paid once per group instead of once per request. A failed commit fails every batch in
+it (none of them was written: one transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from anyio import to_thread
+
+from origin.storage import Storage
+
+Entries = list[tuple[str, dict[str, Any]]]
+log = logging.getLogger("origin.logwriter")
+
+
+class LogWriter:
+    """Writes log entries to storage in merged transactions, from one background task."""
+
+    def __init__(self, storage: Storage, max_group: int = 20_000) -> None:
+        self.storage = storage
+        self.max_group = max_group
+        self._queue: deque[tuple[Entries, asyncio.Future[None] | None]] = deque()
+        self.lost_soon = 0  # entries queued without waiting whose commit failed
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def write(self, entries: Entries) -> None:
+        """Return once `entries` are committed; raise the storage's error if they are not."""
+        if self._task is None:
+            await to_thread.run_sync(self.storage.append, entries)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(entries, future)
+        await future
+
+    def write_soon(self, entries: Entries) -> None:
+        """Queue `entries` without waiting (decisions made here: losing them loses no reward)."""
+        if self._task is None:
+            self.storage.append(entries)
+        else:
+            self._enqueue(entries, None)
+
+    def _enqueue(self, entries: Entries, future: asyncio.Future[None] | None) -> None:
+        self._queue.append((entries, future))
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                group, size = [], 0
+                while self._queue and size < self.max_group:
+                    item = self._queue.popleft()
+                    group.append(item)
+                    size += len(item[0])
+                combined = [entry for entries, _ in group for entry in entries]
+                try:
+                    await to_thread.run_sync(self.storage.append, combined)
+                except Exception as exc:
+                    for entries, future in group:
+                        if future is None:
+                            self.lost_soon += len(entries)
+                        elif not future.done():
+                            future.set_exception(exc)
+                    if any(future is None for _, future in group):
+                        log.warning("decision log commit failed: %s", exc)
+                else:
+                    for _, future in group:
+                        if future is not None and not future.done():
+                            future.set_result(None)
+            if self._closing:
+                return
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        self._closing = True
+        assert self._wake is not None
+        self._wake.set()
+        await self._task
+        self._task = None

@@ -1,0 +1,186 @@
+"""SQLite backend: WAL, `synchronous=FULL`, one transaction per `append`.
+
+Why FULL rather than NORMAL: in WAL mode NORMAL already survives a killed process, but a power
+cut can lose the last transactions, and a 202 promises the event is on disk. FULL fsyncs the
+WAL at every commit; the API's group committer (`origin/logwriter.py`) merges concurrent batches
+into one transaction, so the cost is one fsync per group, not per request.
+
+Sessions are kept in this process (ARCHITECTURE: one machine, sessions in process), with a TTL
+measured on the injected clock; they are context, not acknowledged data.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from typing import Any
+
+from origin.clock import Clock, SystemClock
+from origin.storage import LogEntry, StorageError, StoredModel
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    consumer TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    version TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    published_ms INTEGER NOT NULL
+);
+"""
+
+
+class SqliteStorage:
+    """The embedded default backend: one SQLite file (`FP_DB`)."""
+
+    def __init__(self, path: str, *, clock: Clock | None = None, busy_timeout_ms: int = 5000):
+        self.path = path
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        if mode.lower() != "wal":
+            raise StorageError(f"SQLite database {path!r} refused WAL mode (got {mode!r})")
+        self._state: dict[str, tuple[dict[str, str], int]] = {}
+        self._updates = 0
+
+    # --- the log ------------------------------------------------------------------------------
+
+    def append(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        rows = [(kind, json.dumps(record, separators=(",", ":"))) for kind, record in entries]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT INTO log (kind, record) VALUES (?, ?)", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite commit failed: {exc}") from exc
+
+    def _position(self, consumer: str) -> int:
+        row = self._db.execute(
+            "SELECT position FROM cursors WHERE consumer = ?", (consumer,)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def read_log(self, consumer: str, count: int) -> list[LogEntry]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, kind, record FROM log WHERE id > ? ORDER BY id LIMIT ?",
+                    (self._position(consumer), count),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite read failed: {exc}") from exc
+        return [LogEntry(str(i), kind, json.loads(record)) for i, kind, record in rows]
+
+    def ack(self, consumer: str, entries: list[LogEntry]) -> None:
+        if not entries:
+            return
+        position = max(int(e.id) for e in entries)
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO cursors (consumer, position) VALUES (?, ?) ON CONFLICT(consumer)"
+                    " DO UPDATE SET position = max(position, excluded.position)",
+                    (consumer, position),
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite cursor update failed: {exc}") from exc
+
+    def lag(self, consumer: str) -> int:
+        with self._lock:
+            position = self._position(consumer)
+            row = self._db.execute("SELECT count(*) FROM log WHERE id > ?", (position,)).fetchone()
+        return int(row[0])
+
+    def log_count(self, kind: str | None = None) -> int:
+        with self._lock:
+            if kind is None:
+                row = self._db.execute("SELECT count(*) FROM log").fetchone()
+            else:
+                row = self._db.execute("SELECT count(*) FROM log WHERE kind = ?", (kind,)).fetchone()
+        return int(row[0])
+
+    # --- models -------------------------------------------------------------------------------
+
+    def publish_model(self, model: StoredModel) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO models (version, sha256, body, published_ms) VALUES (?, ?, ?, ?)",
+                    (model.version, model.sha256, model.body, model.published_ms),
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot publish model {model.version}: {exc}") from exc
+
+    def _models(self, columns: str, limit: int) -> list[Any]:
+        with self._lock:
+            return self._db.execute(
+                f"SELECT {columns} FROM models ORDER BY seq DESC LIMIT ?", (limit,)
+            ).fetchall()
+
+    def current_model(self) -> StoredModel | None:
+        history = self.model_history(1)
+        return history[0] if history else None
+
+    def current_model_sha256(self) -> str | None:
+        rows = self._models("sha256", 1)
+        return rows[0][0] if rows else None
+
+    def model_history(self, limit: int = 20) -> list[StoredModel]:
+        rows = self._models("version, sha256, body, published_ms", limit)
+        return [StoredModel(*row) for row in rows]
+
+    # --- sessions and profiles (in process) ---------------------------------------------------
+
+    def update_state(
+        self, key: str, incr: dict[str, float], assign: dict[str, str], ttl_s: int
+    ) -> None:
+        now = self._clock.now_ms()
+        with self._lock:
+            fields, expires = self._state.get(key, ({}, 0))
+            if expires <= now:
+                fields = {}
+            for name, amount in incr.items():
+                total = float(fields.get(name, 0)) + amount
+                fields[name] = str(int(total)) if total.is_integer() else repr(total)
+            fields.update(assign)
+            self._state[key] = (fields, now + ttl_s * 1000)
+            self._updates += 1
+            if self._updates % 4096 == 0:  # sweep expired sessions now and then
+                self._state = {k: v for k, v in self._state.items() if v[1] > now}
+
+    def get_state(self, key: str) -> dict[str, str]:
+        with self._lock:
+            fields, expires = self._state.get(key, ({}, 0))
+            return dict(fields) if expires > self._clock.now_ms() else {}
+
+    def ping(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("SELECT 1").fetchone()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

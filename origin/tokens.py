@@ -1,0 +1,103 @@
+"""Decision tokens (CONTRACT §9): an HMAC-signed receipt for one decision.
+
+`base64url(payload_json) + "." + base64url(HMAC-SHA256(secret, base64url(payload_json)))`,
+base64url without padding, payload `{"d", "s", "v", "p", "m", "t"}`. A reward event must carry
+the token of the decision it rewards, so a visitor cannot reward a decision that was never made.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+_FIELDS = {"d": str, "s": str, "v": str, "p": (int, float), "m": str, "t": (int, float)}
+
+
+class TokenError(ValueError):
+    """A token that is malformed (`forged=False`) or whose signature does not match (`forged=True`)."""
+
+    def __init__(self, reason: str, *, forged: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.forged = forged
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token asserts about its decision."""
+
+    decision_id: str
+    slot: str
+    variant: str
+    propensity: float
+    model_version: str
+    issued_ms: int
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    if "=" in text or not text.isascii():
+        raise TokenError("token is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise TokenError("token is not unpadded base64url") from exc
+
+
+def _signature(secret: bytes, encoded_payload: str) -> str:
+    return _b64encode(hmac.new(secret, encoded_payload.encode("ascii"), hashlib.sha256).digest())
+
+
+def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
+    """The token for a decision dict (`decision_id`, `slot`, `variant`, `propensity`, `model_version`)."""
+    payload = {
+        "d": decision["decision_id"],
+        "s": decision["slot"],
+        "v": decision["variant"],
+        "p": decision["propensity"],
+        "m": decision["model_version"],
+        "t": int(issued_ms),
+    }
+    encoded = _b64encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+    return f"{encoded}.{_signature(secret, encoded)}"
+
+
+def verify(secret: bytes, token: Any) -> TokenClaims:
+    """Claims of a token signed with `secret`; raises TokenError otherwise."""
+    if not isinstance(token, str) or token.count(".") != 1:
+        raise TokenError("token must be two base64url parts joined by '.'")
+    encoded, signature = token.split(".")
+    if not encoded or not signature:
+        raise TokenError("token must be two base64url parts joined by '.'")
+    _b64decode(signature)
+    if not hmac.compare_digest(_signature(secret, encoded), signature):
+        raise TokenError("token signature does not match", forged=True)
+    try:
+        payload = json.loads(_b64decode(encoded))
+    except ValueError as exc:
+        raise TokenError("token payload is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise TokenError("token payload is not a JSON object")
+    for key, kind in _FIELDS.items():
+        value = payload.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TokenError(f"token payload field {key!r} missing or of the wrong type")
+    return TokenClaims(
+        decision_id=payload["d"],
+        slot=payload["s"],
+        variant=payload["v"],
+        propensity=float(payload["p"]),
+        model_version=payload["m"],
+        issued_ms=int(payload["t"]),
+    )
