@@ -1,0 +1,153 @@
+// The firstpaint script tag: one synchronous <script> in <head>, after the model script.
+//
+//   <script src="/fp/model.js?v=<sha8>"></script>   sets window.firstpaintModel = {model, site}
+//   <script src="/fp/snippet.js"></script>
+//
+// Edge in front (the slot carries `data-fp-decision`): the content is left alone, only measured.
+// No edge: each [data-fp-slot] is decided with the edge's own policy.js while the document is
+// parsed (a MutationObserver sees the slot before it is ever painted), so nothing flickers and
+// nothing is hidden: a slot that cannot be decided in time keeps its default content.
+// Only first-paint work lives here; events, decision logging and the Pyodide worker are in
+// after-paint.mjs, imported once the document is parsed.
+// Every entry point is guarded: a failure never reaches the host page, it falls back to the
+// default content and is recorded, with its reason, in `firstpaint.fallbacks`.
+import { isBot } from "../../edge/src/features.js";
+import { decide } from "../../edge/src/policy.js";
+
+const W = window;
+const D = document;
+const script = D.currentScript;
+const api = (W.firstpaint = W.firstpaint || {});
+const fallbacks = (api.fallbacks = []);
+const fallback = (reason) => fallbacks.push(reason);
+const guard =
+  (fn) =>
+  (...args) => {
+    try {
+      return fn(...args);
+    } catch (err) {
+      fallback("error: " + (err && err.message));
+    }
+  };
+const option = (name) => script.getAttribute("data-fp-" + name) || "";
+const bundle = W.firstpaintModel;
+const model = bundle && bundle.model;
+
+// --- consent and identity: a visitor id, returning flag and session id only with consent ----------
+
+const store = (area, key, value) => {
+  try {
+    if (value === undefined) return W[area].getItem(key);
+    if (value === null) W[area].removeItem(key);
+    else W[area].setItem(key, value);
+  } catch {
+    return null; // storage disabled: the visitor stays anonymous
+  }
+};
+const randomId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join("");
+
+function identity(granted) {
+  if (!granted) return { visitor: "" };
+  store("localStorage", "fp_consent", "1");
+  let visitor = store("localStorage", "fp_vid");
+  let returning = store("sessionStorage", "fp_ret");
+  if (returning === null) store("sessionStorage", "fp_ret", (returning = visitor ? "1" : "0"));
+  if (!visitor) store("localStorage", "fp_vid", (visitor = randomId()));
+  let session = store("sessionStorage", "fp_sid");
+  if (!session) store("sessionStorage", "fp_sid", (session = randomId()));
+  return { visitor, session, returning: returning === "1" };
+}
+api.who = identity(option("consent") !== "required" || store("localStorage", "fp_consent") === "1");
+api.consent = guard((granted) => {
+  if (!granted) {
+    for (const area of ["localStorage", "sessionStorage"]) for (const key of ["fp_consent", "fp_vid", "fp_ret", "fp_sid"]) store(area, key, null);
+  }
+  api.who = identity(granted);
+});
+
+api.context = () => {
+  const n = navigator;
+  const hints = n.userAgentData;
+  return {
+    url: location.href,
+    referrer: D.referrer,
+    user_agent: n.userAgent,
+    ch_ua_mobile: hints ? (hints.mobile ? "?1" : "?0") : undefined,
+    accept_language: (n.languages || [n.language]).join(","),
+    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    now_ms: Date.now(),
+    returning: api.who.returning,
+  };
+};
+
+// --- first paint: decide each slot as the parser inserts it -------------------------------------
+
+const decisions = (api.decisions = []);
+const idle = (api.idleSlots = []);
+const ours = new WeakSet();
+let context;
+let parsing = true;
+
+api.render = (el, slot, variant) => {
+  const html = bundle.site.slots[slot].html[variant];
+  if (html === undefined) return fallback(slot + ": no html for " + variant);
+  el.innerHTML = html;
+  el.setAttribute("data-fp-variant", variant);
+  for (const node of el.childNodes) ours.add(node);
+  return true;
+};
+
+function decideSlot(el, late) {
+  if (el.fpSlot) return;
+  const slot = (el.fpSlot = el.getAttribute("data-fp-slot"));
+  const token = el.getAttribute("data-fp-decision");
+  if (token) return decisions.push({ el, slot, variant: el.getAttribute("data-fp-variant"), token, source: "edge" });
+  if (!model || !model.slots[slot] || !bundle.site.slots[slot]) return fallback(slot + ": not in the model");
+  if (el.getAttribute("data-fp-when") === "idle") return idle.push(el);
+  if (late && performance.getEntriesByType("paint").length) return fallback(slot + ": painted before the snippet ran");
+  context = context || api.context();
+  if (isBot(context.user_agent, model.features.rules)) return fallback(slot + ": bot");
+  const decision = decide(model, context, slot, api.who.visitor, randomId());
+  if (api.render(el, slot, decision.variant)) {
+    el.fpOwned = true;
+    decisions.push({ ...decision, el, context, visitor_id: api.who.visitor, source: "snippet" });
+  }
+}
+
+function scan(node, late) {
+  if (node.nodeType !== 1) return;
+  if (node.hasAttribute("data-fp-slot")) decideSlot(node, late);
+  for (const el of node.querySelectorAll("[data-fp-slot]")) decideSlot(el, late);
+}
+
+const observer = new MutationObserver(
+  guard((records) => {
+    for (const m of records) {
+      for (const node of m.addedNodes) {
+        // The parser may still be appending the slot's default children after we filled it.
+        if (parsing && m.target.fpOwned && !ours.has(node) && node.parentNode === m.target) m.target.removeChild(node);
+        else scan(node, false);
+      }
+    }
+  }),
+);
+
+guard(() => {
+  if (!model) fallback("model unavailable: window.firstpaintModel is not set");
+  scan(D.documentElement, true);
+  observer.observe(D.documentElement, { childList: true, subtree: true });
+  // Clicks before after-paint.mjs arrives are kept for it.
+  const early = (api.earlyClicks = []);
+  D.addEventListener("click", (e) => (api.click ? api.click(e.target) : early.push(e.target)), true);
+  D.addEventListener(
+    "DOMContentLoaded",
+    guard(() => {
+      observer.takeRecords().forEach((m) => m.addedNodes.forEach((node) => scan(node, false)));
+      observer.disconnect();
+      parsing = false;
+      import(new URL("after-paint.mjs", script.src))
+        .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
+        .catch((err) => fallback("after-paint: " + err.message));
+    }),
+  );
+})();
