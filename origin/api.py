@@ -7,6 +7,8 @@ write is acknowledged only after its commit; a storage failure is a 503 with no 
 
 from __future__ import annotations
 
+import json
+import math
 import time
 import uuid
 from typing import Any
@@ -22,6 +24,7 @@ from origin.storage import DECISION, EVENT, StorageError
 from origin.tokens import sign
 from origin.validation import (
     RequestError,
+    client_decisions_batch,
     decide_request,
     decisions_batch,
     events_batch,
@@ -103,6 +106,52 @@ def _observe_all(origin: Origin, records: list[dict[str, Any]]) -> None:
         origin.sessions.observe(record)
 
 
+async def post_client_decisions(request: Request) -> Response:
+    """Decisions the snippet made in the browser: re-decided here, logged and signed if they agree."""
+    origin = _origin(request)
+    try:
+        body = await _json_body(request, origin)
+        records = client_decisions_batch(body, origin.slot_variants, origin.clock.now_ms(), origin.limits)
+        tokens, rejected, logged = await to_thread.run_sync(_recheck, origin, records)
+        if logged:
+            await origin.writer.write(logged)
+    except RequestError as exc:
+        return _rejected(origin, exc)
+    except StorageError as exc:
+        return _unavailable(exc)
+    origin.metrics.decisions.inc(len(logged), source="client")
+    for reason in rejected.values():
+        origin.metrics.rejected.inc(reason="client_decision_" + reason.split(":")[0].replace(" ", "_"))
+    return JSONResponse({"tokens": tokens, "rejected": rejected})
+
+
+def _recheck(origin: Origin, records: list[dict[str, Any]]):
+    """(tokens, rejected, log entries): a client decision counts only if the policy agrees."""
+    tokens: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    logged: list[tuple[str, dict[str, Any]]] = []
+    now = origin.clock.now_ms()
+    for record in records:
+        decision_id = record["decision_id"]
+        model = origin.holder.by_version(record["model_version"])
+        if model is None:
+            rejected[decision_id] = "unknown model_version"
+            continue
+        if record["slot"] not in model["slots"]:
+            rejected[decision_id] = "slot not in that model"
+            continue
+        again = policy_decide(model, record["context"], record["slot"], record["visitor_id"], decision_id)
+        if again.variant != record["variant"] or not math.isclose(
+            again.propensity, record["propensity"], rel_tol=1e-9, abs_tol=1e-12
+        ):
+            rejected[decision_id] = f"mismatch: the policy chose {again.variant} ({again.propensity:.6g})"
+            continue
+        record["holdout"] = again.holdout
+        tokens[decision_id] = sign(origin.secret, again.to_dict(), now)
+        logged.append((DECISION, record))
+    return tokens, rejected, logged
+
+
 def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Decide each requested slot with session context; log the decisions; add token and HTML."""
     model = origin.holder.model
@@ -167,6 +216,20 @@ async def get_model(request: Request) -> Response:
     return Response(served.body, media_type="application/json", headers=headers)
 
 
+async def get_model_js(request: Request) -> Response:
+    """`window.firstpaintModel = {model, site}` for the snippet; immutable when `?v=` is current."""
+    origin = _origin(request)
+    try:
+        served = origin.holder.view()
+    except LookupError:
+        return JSONResponse({"error": "no model published yet"}, status_code=503)
+    site = json.dumps(origin.site.to_json(), ensure_ascii=False, separators=(",", ":"))
+    body = b'window.firstpaintModel={"model":' + served.body + b',"site":' + site.encode() + b"};\n"
+    current = served.etag.strip('"')[:8]
+    cache = "public, max-age=31536000, immutable" if request.query_params.get("v") == current else "no-cache"
+    return Response(body, media_type="text/javascript", headers={"Cache-Control": cache, "ETag": served.etag})
+
+
 async def healthz(request: Request) -> Response:
     origin = _origin(request)
     try:
@@ -183,6 +246,8 @@ async def metrics(request: Request) -> Response:
 
 routes = [
     Route("/v1/decisions", post_decisions, methods=["POST"]),
+    Route("/v1/decisions/client", post_client_decisions, methods=["POST"]),
+    Route("/fp/model.js", get_model_js, methods=["GET"]),
     Route("/v1/events", post_events, methods=["POST"]),
     Route("/v1/decide", post_decide, methods=["POST"]),
     Route("/v1/model", get_model, methods=["GET", "HEAD"]),

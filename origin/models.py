@@ -64,6 +64,7 @@ class ModelHolder:
         self.model: dict[str, Any] | None = None
         self.published_ms = 0
         self._views: dict[tuple[str, ...], Served] = {}
+        self._recent: dict[str, dict[str, Any]] = {}  # model_version → model, newest last
 
     @property
     def version(self) -> str | None:
@@ -75,6 +76,27 @@ class ModelHolder:
             self.model = model
             self.published_ms = published_ms
             self._views = {}
+            self._remember(model)
+
+    def _remember(self, model: dict[str, Any]) -> None:
+        self._recent.pop(model["model_version"], None)
+        self._recent[model["model_version"]] = model
+        while len(self._recent) > 16:
+            self._recent.pop(next(iter(self._recent)))
+
+    def by_version(self, version: str) -> dict[str, Any] | None:
+        """A recently published model by its version (storage I/O on a miss), or None."""
+        with self._lock:
+            model = self._recent.get(version)
+        if model is not None:
+            return model
+        for candidate in self.storage.model_history(100):
+            if candidate.version == version:
+                model = load_model(candidate.body)
+                with self._lock:
+                    self._remember(model)
+                return model
+        return None
 
     def publish(self, model: dict[str, Any], published_ms: int) -> None:
         """Store `model` as the current version, then serve it."""

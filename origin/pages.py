@@ -74,9 +74,11 @@ class Shop:
     def _page(self, title: str, content: str) -> str:
         sections = self.origin.site.sections
         nav = "".join(f'<a href="/{html.escape(s)}">{html.escape(s.title())}</a>' for s in sections)
+        sha8 = (self.origin.holder.model or {}).get("sha256", "")[:8]
         return self.template.substitute(
-            title=html.escape(title), site_name=html.escape(self.origin.site.name), nav=nav, content=content
-        )
+            title=html.escape(title), site_name=html.escape(self.origin.site.name), nav=nav,
+            content=content, model_version=html.escape(sha8),
+        )  # fmt: skip
 
     @staticmethod
     def _ids(request: Request) -> tuple[str, str]:
@@ -98,7 +100,8 @@ class Shop:
         self.origin.sessions.observe(event)
 
     def _slot(self, name: str, decision: dict[str, Any] | None, when: str = "") -> str:
-        """A slot element: decided here (with its token for beacons) or holding the default."""
+        """A slot element: decided here (its token in `data-fp-decision`, as the edge marks
+        the slots it decided, so the snippet only measures it) or holding the default."""
         slot = self.origin.site.slots[name]
         attrs = f' data-fp-slot="{html.escape(name)}"'
         if when:
@@ -107,7 +110,7 @@ class Shop:
             return f"<div{attrs}>{slot.variants[slot.default]}</div>"
         attrs += "".join(
             f' data-fp-{key}="{html.escape(str(decision[field]))}"'
-            for key, field in (("variant", "variant"), ("decision", "decision_id"), ("token", "token"))
+            for key, field in (("variant", "variant"), ("decision", "token"))
             if field in decision
         )
         return f"<div{attrs}>{decision['html']}</div>"

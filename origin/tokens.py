@@ -12,9 +12,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _FIELDS = {"d": str, "s": str, "v": str, "p": (int, float), "m": str, "t": (int, float)}
 
 
@@ -47,7 +49,7 @@ def _b64encode(raw: bytes) -> str:
 
 
 def _b64decode(text: str) -> bytes:
-    if "=" in text or not text.isascii():
+    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
         raise TokenError("token is not unpadded base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -78,9 +80,9 @@ def verify(secret: bytes, token: Any) -> TokenClaims:
     if not isinstance(token, str) or token.count(".") != 1:
         raise TokenError("token must be two base64url parts joined by '.'")
     encoded, signature = token.split(".")
-    if not encoded or not signature:
-        raise TokenError("token must be two base64url parts joined by '.'")
-    _b64decode(signature)
+    _b64decode(encoded)
+    if len(_b64decode(signature)) != hashlib.sha256().digest_size:
+        raise TokenError("token signature is not an HMAC-SHA256")
     if not hmac.compare_digest(_signature(secret, encoded), signature):
         raise TokenError("token signature does not match", forged=True)
     try:

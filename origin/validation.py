@@ -133,40 +133,59 @@ def check_token(secret: bytes, token: Any, where: str, now_ms: int, max_age_ms: 
     return claims
 
 
+def _decision(
+    item: dict[str, Any], where: str, site_slots: dict[str, list[str]], now_ms: int, limits: Limits
+) -> dict[str, Any]:
+    """The decision-log record (CONTRACT §8) in one decision object."""
+    record: dict[str, Any] = {
+        "decision_id": _text(item, "decision_id", where, limits, True),
+        "slot": _text(item, "slot", where, limits, True),
+        "variant": _text(item, "variant", where, limits, True),
+        "model_version": _text(item, "model_version", where, limits, True),
+        "visitor_id": _text(item, "visitor_id", where, limits, False) or "",
+    }
+    if record["slot"] not in site_slots:
+        raise _bad(f"{where}.slot", f"unknown slot {record['slot']!r}")
+    if record["variant"] not in site_slots[record["slot"]]:
+        raise _bad(f"{where}.variant", f"not a variant of slot {record['slot']!r}")
+    propensity = _number(item, "propensity", where, required=True)
+    if not 0 < propensity <= 1:
+        raise _bad(f"{where}.propensity", "must be in (0, 1]")
+    record["propensity"] = propensity
+    record["ts_ms"] = int(_number(item, "ts_ms", where) or now_ms)
+    holdout = item.get("holdout", False)
+    if not isinstance(holdout, bool):
+        raise _bad(f"{where}.holdout", "must be true or false")
+    record["holdout"] = holdout
+    record["context"] = _context(item, where, limits)
+    return record
+
+
 def decisions_batch(
-    body: Any, site_slots: dict[str, list[str]], secret: bytes, now_ms: int, max_age_ms: int, limits: Limits
-) -> list[dict[str, Any]]:
-    """Validated decision records from the edge (`POST /v1/decisions`)."""
+    body: Any, site_slots: dict[str, list[str]], secret: bytes, now_ms: int, max_age_ms: int,
+    limits: Limits,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Validated decision records from the edge (`POST /v1/decisions`), each with its token."""
     records = []
     for i, item in enumerate(_batch(body, "decisions", limits)):
         where = f"decisions[{i}]"
-        record: dict[str, Any] = {
-            "decision_id": _text(item, "decision_id", where, limits, True),
-            "slot": _text(item, "slot", where, limits, True),
-            "variant": _text(item, "variant", where, limits, True),
-            "model_version": _text(item, "model_version", where, limits, True),
-            "visitor_id": _text(item, "visitor_id", where, limits, False) or "",
-        }
-        if record["slot"] not in site_slots:
-            raise _bad(f"{where}.slot", f"unknown slot {record['slot']!r}")
-        if record["variant"] not in site_slots[record["slot"]]:
-            raise _bad(f"{where}.variant", f"not a variant of slot {record['slot']!r}")
-        propensity = _number(item, "propensity", where, required=True)
-        if not 0 < propensity <= 1:
-            raise _bad(f"{where}.propensity", "must be in (0, 1]")
-        record["propensity"] = propensity
-        record["ts_ms"] = int(_number(item, "ts_ms", where) or now_ms)
-        holdout = item.get("holdout", False)
-        if not isinstance(holdout, bool):
-            raise _bad(f"{where}.holdout", "must be true or false")
-        record["holdout"] = holdout
-        record["context"] = _context(item, where, limits)
+        record = _decision(item, where, site_slots, now_ms, limits)
         claims = check_token(secret, item.get("token"), f"{where}.token", now_ms, max_age_ms)
         signed = (claims.decision_id, claims.slot, claims.variant, claims.model_version)
-        if signed != (record["decision_id"], record["slot"], record["variant"], record["model_version"]):
+        if signed != tuple(record[k] for k in ("decision_id", "slot", "variant", "model_version")):
             raise RequestError(403, "forged_token", f"{where}.token: does not match the decision")
         records.append(record)
     return records
+
+
+def client_decisions_batch(
+    body: Any, site_slots: dict[str, list[str]], now_ms: int, limits: Limits
+) -> list[dict[str, Any]]:
+    """Decisions the snippet made in the browser (`POST /v1/decisions/client`), unsigned."""
+    return [
+        _decision(item, f"decisions[{i}]", site_slots, now_ms, limits)
+        for i, item in enumerate(_batch(body, "decisions", limits))
+    ]
 
 
 def events_batch(

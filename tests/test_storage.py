@@ -1,0 +1,127 @@
+"""One storage suite, run against both real backends: SQLite (WAL) and a real redis-server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from origin.clock import ManualClock
+from origin.storage import DECISION, EVENT, StoredModel
+from origin.storage.redis import RedisStorage
+from origin.storage.sqlite import SqliteStorage
+from tests.support_origin import redis_server  # noqa: F401  (fixture)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, tmp_path):
+    """(name, open) where open() returns a new connection to the same store."""
+    clock = ManualClock()
+    if request.param == "sqlite":
+        path = tmp_path / "store.db"
+        return "sqlite", clock, lambda: SqliteStorage(str(path), clock=clock)
+    server = request.getfixturevalue("redis_server")
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    return "redis", clock, lambda: RedisStorage(server.url, clock=clock, prefix=prefix)
+
+
+def _decision(i: int) -> dict:
+    return {"decision_id": f"d{i}", "slot": "hero", "variant": "running", "propensity": 0.5, "ts_ms": i}
+
+
+def test_append_read_ack_in_order(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.append([(DECISION, _decision(1)), (EVENT, {"type": "click", "decision_id": "d1"})])
+    store.append([(DECISION, _decision(2))])
+    entries = store.read_log("learner", 10)
+    assert [(e.kind, e.record.get("decision_id")) for e in entries] == [
+        (DECISION, "d1"), (EVENT, "d1"), (DECISION, "d2"),
+    ]  # fmt: skip
+    assert store.lag("learner") == 3
+    store.ack("learner", entries[:2])
+    assert [e.record["decision_id"] for e in store.read_log("learner", 10)] == ["d2"]
+    assert store.log_count() == 3 and store.log_count(DECISION) == 2 and store.log_count(EVENT) == 1
+
+
+def test_unacknowledged_entries_are_delivered_again(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.append([(DECISION, _decision(i)) for i in range(5)])
+    first = store.read_log("learner", 3)
+    again = store.read_log("learner", 3)
+    assert [e.id for e in again] == [e.id for e in first]
+    store.ack("learner", first)
+    rest = store.read_log("learner", 10)
+    assert [e.record["decision_id"] for e in rest] == ["d3", "d4"]
+
+
+def test_consumers_keep_their_own_positions(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.append([(DECISION, _decision(i)) for i in range(4)])
+    store.ack("a", store.read_log("a", 3))
+    assert len(store.read_log("a", 10)) == 1
+    assert len(store.read_log("b", 10)) == 4
+
+
+def test_log_and_positions_survive_reopening(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.append([(DECISION, _decision(i)) for i in range(3)])
+    store.ack("learner", store.read_log("learner", 2))
+    store.close()
+    reopened = open_store()
+    assert reopened.log_count() == 3
+    assert [e.record["decision_id"] for e in reopened.read_log("learner", 10)] == ["d2"]
+
+
+def test_batches_of_many_entries_commit_whole(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.append([(EVENT, {"type": "view", "n": i}) for i in range(500)])
+    entries = store.read_log("learner", 1000)
+    assert [e.record["n"] for e in entries] == list(range(500))
+
+
+def test_models_publish_atomically_newest_first(backend):
+    _, _, open_store = backend
+    store = open_store()
+    assert store.current_model() is None and store.current_model_sha256() is None
+    first = StoredModel("v1", "a" * 64, '{"model_version":"v1"}', 1000)
+    second = StoredModel("v2", "b" * 64, '{"model_version":"v2"}', 2000)
+    store.publish_model(first)
+    store.publish_model(second)
+    assert store.current_model() == second
+    assert store.current_model_sha256() == "b" * 64
+    assert store.model_history(10) == [second, first]
+    store.close()
+    assert open_store().current_model() == second
+
+
+def test_state_increments_assigns_and_renews(backend):
+    _, _, open_store = backend
+    store = open_store()
+    store.update_state("session:s1", {"pages": 1, "cat:running": 1}, {"last_event": "view"}, 60)
+    store.update_state("session:s1", {"pages": 1, "price_sum": 89.5}, {"last_event": "click"}, 60)
+    state = store.get_state("session:s1")
+    assert float(state["pages"]) == 2 and float(state["cat:running"]) == 1
+    assert float(state["price_sum"]) == 89.5 and state["last_event"] == "click"
+    assert store.get_state("session:none") == {}
+
+
+def test_state_expires_after_its_ttl(backend):
+    name, clock, open_store = backend
+    store = open_store()
+    store.update_state("session:short", {"pages": 1}, {}, 1)
+    store.update_state("session:long", {"pages": 1}, {}, 3600)
+    if name == "sqlite":
+        clock.advance(1500)  # in-process sessions expire on the injected clock
+        assert store.get_state("session:short") == {}
+    else:  # Redis expires keys itself; wait for it, bounded
+        deadline = time.monotonic() + 10
+        while store.get_state("session:short") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.get_state("session:short") == {}
+    assert store.get_state("session:long") != {}
