@@ -124,7 +124,7 @@ class OnlineLearner:
 
     def __init__(
         self,
-        alpha: float = 0.05,
+        alpha: float = 0.1,
         beta: float = 1.0,
         l1: float = 0.5,
         l2: float = 1.0,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from model_export import policy
 from model_export.features import default_spec, feature_names, features
-from origin.learner import NotFittedError, OnlineLearner, RewardJoiner
+from origin.learner import REWARD_KINDS, NotFittedError, OnlineLearner, RewardJoiner
 
 HERO = ["default", "running", "camping", "sale", "newsletter_deal"]
 PROMO = ["free_shipping", "bundle", "reviews"]
@@ -385,3 +385,40 @@ def test_state_round_trips_through_json_and_resumes():
         ("d0", 1.0),
         ("d2", 0.0),
     ]
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("decide"), st.integers(0, 9)),
+        st.tuples(st.just("event"), st.integers(0, 11), st.sampled_from(REWARD_KINDS)),
+        st.tuples(st.just("expire"), st.integers(0, 40)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(operations, st.sampled_from([1, 2, 3, 1000]))
+def test_every_decision_becomes_at_most_one_example_with_the_right_reward(ops, max_open):
+    joiner = RewardJoiner(window_ms=10 * MINUTE, max_open=max_open)
+    now, clicked, emitted = T0, set(), []
+    for op in ops:
+        now += MINUTE  # events arrive in time order; decisions late, early or more than once
+        if op[0] == "decide":
+            joiner.add_decision(decision(f"d{op[1]}", T0 + op[1] * 4 * MINUTE))
+        elif op[0] == "event":
+            if joiner.add_reward(f"d{op[1]}", op[2], 1, now) and op[2] != "impression":
+                clicked.add(f"d{op[1]}")
+        else:
+            emitted += joiner.expire(now - op[1] * MINUTE, SPEC)
+        assert len(joiner) <= max_open
+    emitted += joiner.expire(now + 60 * MINUTE, SPEC)
+    ids = [e["decision_id"] for e in emitted]
+    # never twice while the id is remembered; only the closed-id cap can make it forget one
+    assert len(ids) - len(set(ids)) <= joiner.counts["forgotten"]
+    # every accepted decision comes out once, unless the undrained-example cap dropped it
+    dropped = joiner.counts["dropped"]
+    assert len(ids) + dropped == joiner.counts["decisions"]
+    rewarded = {e["decision_id"] for e in emitted if e["reward"] == 1.0}
+    assert rewarded <= clicked and len(clicked - rewarded) <= dropped
+    assert len(joiner) == 0
