@@ -157,6 +157,8 @@ def load_model(source: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
             source = json.loads(source)
         except ValueError as exc:
             raise ModelError(f"model is not JSON: {exc}") from exc
+    if not isinstance(source, Mapping):
+        raise ModelError("a model is a JSON object")
     return check_model(dict(source))
 
 
