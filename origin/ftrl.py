@@ -193,10 +193,11 @@ class OnlineLearner:
         """Update from one example; the reason it was skipped, or None."""
         if not isinstance(example, Mapping):
             return "malformed"
-        variants = self.models_.get(example.get("slot"))  # type: ignore[arg-type]
+        slot, variant = example.get("slot"), example.get("variant")
+        variants = self.models_.get(slot) if isinstance(slot, str) else None
         if variants is None:
             return "unknown_slot"
-        model = variants.get(example.get("variant"))  # type: ignore[arg-type]
+        model = variants.get(variant) if isinstance(variant, str) else None
         if model is None:
             return "unknown_variant"
         propensity, reward = example.get("propensity"), example.get("reward")
@@ -226,7 +227,9 @@ class OnlineLearner:
             if not isinstance(pair, list | tuple) or len(pair) != 2:
                 return None
             name, value = pair
-            if name not in self.feature_names_ or not is_finite_number(value):
+            if not isinstance(name, str) or name not in self.feature_names_:
+                return None
+            if not is_finite_number(value):
                 return None
             if abs(value) > _MAX_FEATURE_VALUE:
                 return None

@@ -75,6 +75,7 @@ def hero_score(model: dict, context: dict, variant: str) -> float:
     return policy.scores(model["slots"]["hero"], features(context, model["features"]))[variant]
 
 
+START = make_model()
 CONTEXTS = [EMAIL, SEARCH, DIRECT, {}, {"url": "/camping", "returning": True, "country": "DE"}]
 
 
@@ -244,7 +245,7 @@ numbers = st.one_of(
     )
 )
 def test_weights_stay_finite_for_any_reward_and_propensity(events):
-    learner = OnlineLearner(alpha=1.0, l1=0.0, l2=0.0).warm_start(make_model())
+    learner = OnlineLearner(alpha=1.0, l1=0.0, l2=0.0).warm_start(START)
     learner.partial_fit(
         {**example(context, variant, 0.0), "reward": reward, "propensity": propensity}
         for reward, propensity, context, variant in events
@@ -254,6 +255,41 @@ def test_weights_stay_finite_for_any_reward_and_propensity(events):
     slot = published["slots"]["hero"]
     assert all(math.isfinite(b) for b in slot["bias"].values())
     assert all(math.isfinite(w) for ws in slot["weights"].values() for w in ws.values())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {
+                    "slot": st.sampled_from(["hero", "promo"]) | json_values,
+                    "variant": st.sampled_from(HERO + PROMO) | json_values,
+                    "propensity": numbers,
+                    "reward": numbers,
+                    "features": st.lists(
+                        st.tuples(st.sampled_from(["device=mobile", "hour_sin"]), numbers)
+                        | json_values,
+                        max_size=4,
+                    ),
+                }
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_partial_fit_never_raises_whatever_it_is_given(examples):
+    learner = OnlineLearner().warm_start(START).partial_fit(examples)
+    assert learner.n_examples_ + learner.skipped_ == len(examples)
+    policy.load_model(learner.to_model("fuzz"))
 
 
 # --- reward join ------------------------------------------------------------------------------
