@@ -1,5 +1,8 @@
 """`python -m origin serve --host 127.0.0.1 --port 8787 --db origin.db --model model.json`.
 
+Operating the model: `python -m origin rollback --to VERSION` and `python -m origin models`
+(`origin.admin`).
+
 Configuration: flags, else the `FP_*` environment variables (see `origin.services.Settings`).
 The token secret is read only from `FP_TOKEN_SECRET` and never printed.
 """
@@ -12,6 +15,7 @@ import sys
 
 import uvicorn
 
+from origin import admin
 from origin.app import create_app
 from origin.services import LEARNER_MODES, ConfigError, Settings
 from origin.storage import StorageError
@@ -30,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--site", dest="site_path", help="site.toml (default: origin/site.toml)")
     serve.add_argument("--learner", choices=[m for m in LEARNER_MODES if m != "manual"])
     serve.add_argument("--log-level", default="info")
+    admin.add_cli(commands)
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        return admin.run_cli(args)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:

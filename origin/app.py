@@ -18,11 +18,13 @@ from starlette.applications import Starlette
 
 from model_export.policy import ModelError, load_model
 from model_export.site import Site, SiteError, load_site
-from origin import api, pages
+from origin import admin, api, openapi, pages
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.learning import LearningLoop
 from origin.logwriter import LogWriter
 from origin.models import ModelHolder, cold_model, stored
+from origin.promotion import PromotionGate
+from origin.ratelimit import RateLimitMiddleware
 from origin.services import ConfigError, Origin, OriginMetrics, Settings
 from origin.sessions import SessionEngine
 from origin.storage import Storage, StorageError, open_storage
@@ -87,9 +89,20 @@ def build_origin(settings: Settings, storage: Storage | None = None) -> Origin:
             OnlineLearner(),
             RewardJoiner(window_ms=int(settings.reward_window_s * 1000)),
             publish_interval_s=settings.publish_interval_s,
+            gate=promotion_gate(settings, storage),
         )
     origin.add_gauges()
     return origin
+
+
+def promotion_gate(settings: Settings, storage: Storage) -> PromotionGate | None:
+    """The gate a learned model passes before it is published (None: promote every version)."""
+    if settings.promotion_max_drop is None:
+        return None
+    try:
+        return PromotionGate(storage, max_drop=settings.promotion_max_drop)
+    except ValueError as exc:
+        raise ConfigError(f"FP_PROMOTION_MAX_DROP: {exc}") from exc
 
 
 async def _follow_models(origin: Origin) -> None:
@@ -121,6 +134,15 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
             await origin.writer.close()
             origin.storage.close()
 
-    app = Starlette(routes=[*api.routes, *pages.routes(origin)], lifespan=lifespan)
+    gate = origin.learning.gate if origin.learning is not None else None
+    app = Starlette(
+        routes=[*api.routes, *openapi.routes, *admin.routes(origin, gate), *pages.routes(origin)],
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits=settings.rate_limits,
+        on_limited=lambda which: origin.metrics.rejected.inc(reason=f"rate_limited_{which}"),
+    )
     app.state.origin = origin
     return app

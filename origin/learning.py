@@ -22,6 +22,7 @@ from model_export.policy import model_sha256, seal
 from origin.clock import Clock
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.models import ModelHolder
+from origin.promotion import PromotionGate
 from origin.storage import DECISION, EVENT, Storage
 from origin.validation import REWARD_TYPES
 
@@ -41,6 +42,7 @@ class LearningLoop:
         publish_interval_s: float = 5.0,
         consumer: str = "learner",
         batch: int = 2000,
+        gate: PromotionGate | None = None,
     ) -> None:
         if publish_interval_s < 0:
             raise ValueError("publish_interval_s must be >= 0")
@@ -59,6 +61,10 @@ class LearningLoop:
         self.published = 0
         self.bad_entries = 0
         self.last_publish_ms = clock.now_ms()
+        self.gate = gate
+        self.held: dict[str, Any] | None = None  # the last candidate the gate refused
+        self.refused = 0
+        self._base_sha = holder.model["sha256"]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,11 +100,25 @@ class LearningLoop:
         due = now - self.last_publish_ms >= self.publish_interval_s * 1000
         if not self.unpublished or not (due or force):
             return None
+        if self.holder.refresh() or self.holder.model["sha256"] != self._base_sha:
+            # Someone else published (a rollback, an admin): learn on from that model instead.
+            self.learner.warm_start(self.holder.model)
+            self._base_sha = self.holder.model["sha256"]
+            self.unpublished = 0
+            return None
         created = datetime.fromtimestamp(now / 1000, UTC)
         model = self.learner.to_model("pending", created.strftime("%Y-%m-%dT%H:%M:%SZ"))
         model["model_version"] = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{model_sha256(model)[:8]}"
         model = seal(model)
+        if self.gate is not None and not force:
+            if not self.gate.check(model, self.holder.model).promote:
+                self.held = model
+                self.refused += 1
+                self.last_publish_ms = now  # judged again after another interval of learning
+                return None
         self.holder.publish(model, now)
+        self.held = None
+        self._base_sha = model["sha256"]
         self.last_publish_ms = now
         self.unpublished = 0
         self.published += 1

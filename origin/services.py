@@ -13,6 +13,7 @@ from origin.clock import Clock, SystemClock
 from origin.logwriter import LogWriter
 from origin.metrics import Counter, Gauge, Histogram, Registry
 from origin.models import ModelHolder
+from origin.ratelimit import RateLimitConfigError, RateLimits
 from origin.sessions import SessionEngine
 from origin.storage import Storage
 from origin.validation import Limits
@@ -41,6 +42,8 @@ class Settings:
     learner: str = "thread"
     model_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
+    rate_limits: RateLimits = field(default_factory=RateLimits.off)  # from_env: on by default
+    promotion_max_drop: float | None = None  # origin.promotion; from_env: 0.10 unless "off"
     clock: Clock = field(default_factory=SystemClock)
     browser_dist: Path = ROOT / "browser" / "dist"
     pyodide_dir: Path = ROOT / "node_modules" / "pyodide"
@@ -79,6 +82,12 @@ class Settings:
             "publish_interval_s": number("FP_PUBLISH_INTERVAL_S", 5.0),
             "reward_window_s": number("FP_REWARD_WINDOW_S", 1800.0),
         }
+        drop = env.get("FP_PROMOTION_MAX_DROP", "0.10").strip().lower()
+        values["promotion_max_drop"] = None if drop == "off" else number("FP_PROMOTION_MAX_DROP", 0.10)
+        try:
+            values["rate_limits"] = RateLimits.from_env(env)
+        except RateLimitConfigError as exc:
+            raise ConfigError(str(exc)) from exc
         given = {k: v for k, v in overrides.items() if v is not None}
         if given.get("db") or given.get("redis_url"):  # a flag picks the backend outright
             values["db"] = values["redis_url"] = None

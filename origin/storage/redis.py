@@ -127,6 +127,7 @@ class RedisStorage:
         pipe.hset(f"{self._prefix}model:{model.version}", mapping=fields)
         pipe.delete(f"{self._prefix}model:current")
         pipe.hset(f"{self._prefix}model:current", mapping=fields)
+        pipe.lrem(f"{self._prefix}models", 0, model.version)  # a rollback re-publishes a version
         pipe.lpush(f"{self._prefix}models", model.version)
         pipe.ltrim(f"{self._prefix}models", 0, self._history - 1)
         self._call("publish", pipe.execute)

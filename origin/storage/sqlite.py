@@ -125,10 +125,18 @@ class SqliteStorage:
     def publish_model(self, model: StoredModel) -> None:
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO models (version, sha256, body, published_ms) VALUES (?, ?, ?, ?)",
-                    (model.version, model.sha256, model.body, model.published_ms),
-                )
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    # A rollback publishes a known version again: it becomes the newest row.
+                    self._db.execute("DELETE FROM models WHERE version = ?", (model.version,))
+                    self._db.execute(
+                        "INSERT INTO models (version, sha256, body, published_ms) VALUES (?, ?, ?, ?)",
+                        (model.version, model.sha256, model.body, model.published_ms),
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot publish model {model.version}: {exc}") from exc
 
