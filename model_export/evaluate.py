@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from model_export import obd
-from model_export.features import dense, feature_names, features
+from model_export.features import Feature, dense, feature_names, features
 from model_export.policy import _TWO_32, choice_probabilities, fnv1a32, load_model, scores
 
 MIN_SAMPLES = 1000
@@ -146,7 +146,7 @@ def cross_fitted_rewards(
             rows = train & (actions == a)
             y = reward[rows]
             if rows.sum() >= 50 and 0 < y.sum() < len(y):
-                fitted = LogisticRegression(C=1.0, max_iter=500).fit(x[rows], y)
+                fitted = LogisticRegression(C=1.0, solver="liblinear").fit(x[rows], y)
                 q[test, a] = fitted.predict_proba(x[test])[:, 1]
             else:
                 q[test, a] = (y.sum() + 10 * prior) / (len(y) + 10)
@@ -187,14 +187,15 @@ def check_record(record: Any, where: str) -> dict[str, Any]:
 
 
 def target_probabilities(
-    model: Mapping[str, Any], slot: str, context: Mapping[str, Any], visitor_id: str, decision_id
+    model: Mapping[str, Any], slot: str, active: list[Feature], unit: str
 ) -> dict[str, float]:
-    """π(v|x) of `model` for one decision, holdout included as `policy.decide` applies it."""
+    """π(v|x) of `model` given the active features, holdout included as `policy.decide` does.
+
+    `unit` is the holdout unit: the visitor id, or the decision id when there is none.
+    """
     config = model["slots"][slot]
-    unit = visitor_id or decision_id or ""
     if fnv1a32(f"holdout\x1f{unit}\x1f{slot}") / _TWO_32 < config.get("holdout", 0):
         return {v: float(v == config["default"]) for v in config["variants"]}
-    active = features(context, model["features"])
     return choice_probabilities(config, scores(config, active))
 
 
@@ -218,24 +219,15 @@ def evaluate_log(
         variants = model["slots"][slot]["variants"]
         index = {v: i for i, v in enumerate(variants)}
         rows = [r for r in rows if r["variant"] in index]  # variants the candidate cannot show
-        pi = np.array(
-            [
-                [
-                    p
-                    for p in target_probabilities(
-                        model,
-                        slot,
-                        r.get("context", {}),
-                        r.get("visitor_id", ""),
-                        r.get("decision_id"),
-                    ).values()
-                ]
-                for r in rows
-            ]
-        )
+        pi = np.zeros((len(rows), len(variants)))
+        x = np.zeros((len(rows), len(names)))
+        for i, r in enumerate(rows):
+            active = features(r.get("context", {}), spec)
+            unit = r.get("visitor_id") or r.get("decision_id") or ""
+            pi[i] = list(target_probabilities(model, slot, active, unit).values())
+            x[i] = dense(active, names)
         actions = np.array([index[r["variant"]] for r in rows])
         reward = np.array([float(r.get("engaged", r.get("reward", 0))) for r in rows])
-        x = np.array([dense(features(r.get("context", {}), spec), names) for r in rows])
         q = cross_fitted_rewards(x, actions, reward, len(variants), seed=seed)
         at = np.arange(len(rows))
         reports.append(
