@@ -132,22 +132,54 @@ def read_log(
     return log
 
 
+# The fields that read `timezone`, `now_ms` or `session` (CONTRACT §4). The other fields read
+# only the other keys, whose values logs repeat (URLs, referrers, user agents), so that part of
+# a row is computed once per distinct value: the regexes over those strings are most of the cost.
+_PER_ROW_KEYS = ("timezone", "now_ms", "session")
+_PER_ROW_FIELDS = {
+    "hour_sin",
+    "hour_cos",
+    "weekday",
+    "session_categories",
+    "price_band",
+    "session_pages",
+    "last_event",
+}
+
+
 def encode(contexts: list[Any], spec: Mapping[str, Any], label: str = "features") -> np.ndarray:
     """The dense feature rows of `contexts` (`feature_names(spec)` columns), float64."""
-    index = {name: i for i, name in enumerate(feature_names(spec))}
+    names = feature_names(spec)
+    index = {name: i for i, name in enumerate(names)}
+
+    def columns(part: Mapping[str, Any], per_row: bool) -> list[tuple[int, float]]:
+        return [
+            (index[name], value)
+            for name, value in features(part, spec)
+            if (name.split("=", 1)[0] in _PER_ROW_FIELDS) == per_row
+        ]
+
+    repeated: dict[str, list[tuple[int, float]]] = {}
     rows: list[int] = []
     cols: list[int] = []
     values: list[float] = []
     progress = Progress(label, len(contexts))
     for r, context in enumerate(contexts):
-        for name, value in features(context, spec):
+        if not isinstance(context, Mapping):
+            context = {}
+        rest = {k: v for k, v in context.items() if k not in _PER_ROW_KEYS}
+        key = json.dumps(rest, sort_keys=True)
+        if key not in repeated:
+            repeated[key] = columns(rest, per_row=False)
+        own = columns({k: context[k] for k in _PER_ROW_KEYS if k in context}, per_row=True)
+        for col, value in repeated[key] + own:
             rows.append(r)
-            cols.append(index[name])
+            cols.append(col)
             values.append(value)
         if r % 5000 == 0:
             progress.update(r)
     progress.update(len(contexts))
-    dense = np.zeros((len(contexts), len(index)))
+    dense = np.zeros((len(contexts), len(names)))
     dense[rows, cols] = values
     return dense
 
