@@ -1,0 +1,159 @@
+"""First paint in Chromium: the hero is the policy's choice when it is first painted, and it never
+changes afterwards; a missing snippet or model leaves the default hero and no page error."""
+
+from __future__ import annotations
+
+import html
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+
+from model_export.policy import check_model
+from model_export.site import load_site
+from tests.support_browser import (
+    DESKTOP_UA,
+    MOBILE_UA,
+    PAINT_LOG,
+    REFERRERS,
+    chromium,  # noqa: F401  (fixture)
+    dist,  # noqa: F401  (fixture)
+    local_hour,
+    painted,
+    policy_variant,
+    site,  # noqa: F401  (fixture)
+    zone_at,
+)
+
+pytestmark = pytest.mark.browser
+
+DEVICES = {
+    "mobile": {"user_agent": MOBILE_UA, "is_mobile": True, "has_touch": True, "viewport": {"width": 412, "height": 860}},
+    "desktop": {"user_agent": DESKTOP_UA, "viewport": {"width": 1280, "height": 800}},
+}
+DAYPARTS = {"morning": 8, "evening": 20}
+MATRIX = list(itertools.product(REFERRERS, DEVICES, DAYPARTS))
+HERO_HTML = load_site().slots["hero"].variants
+
+
+def open_page(chromium: Any, url: str, referer: str | None, zone: str, device: str) -> tuple[Any, Any, list]:
+    context = chromium.new_context(timezone_id=zone, locale="en-US", **DEVICES[device])
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.add_init_script(PAINT_LOG)
+    page.goto(url, referer=referer)
+    return context, page, errors
+
+
+@pytest.mark.parametrize(("source", "device", "daypart"), MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_hero_at_first_paint_is_the_policy_choice(chromium, site, source, device, daypart):
+    referer, query = REFERRERS[source]
+    zone = zone_at(DAYPARTS[daypart])
+    url = site.url + "/" + query
+    context, page, errors = open_page(chromium, url, referer, zone, device)
+    try:
+        hero = painted(page, "hero")
+        page.wait_for_load_state("load")
+        model = page.evaluate("window.firstpaintModel.model")
+        decision = page.evaluate(
+            "(() => { const d = firstpaint.decisions.find((d) => d.slot === 'hero');"
+            " return {decision_id: d.decision_id, visitor_id: d.visitor_id, now_ms: d.context.now_ms,"
+            " source: d.source}; })()"
+        )
+        browser = page.evaluate(
+            "({vid: localStorage.getItem('fp_vid'), mobile: navigator.userAgentData ?"
+            " (navigator.userAgentData.mobile ? '?1' : '?0') : null})"
+        )
+    finally:
+        context.close()
+
+    check_model(model)  # the page decided with an intact model: the one the origin serves
+    assert model["sha256"] == httpx.get(site.url + "/v1/model").headers["etag"].strip('"')
+    assert decision["source"] == "snippet"
+    assert decision["visitor_id"] == browser["vid"]
+    # The context as this test set it up; only the decision time and ids come from the page.
+    expected_context = {
+        "url": url,
+        "referrer": referer or "",
+        "user_agent": DEVICES[device]["user_agent"],
+        "accept_language": "en-US",
+        "timezone": zone,
+        "now_ms": decision["now_ms"],
+        "returning": False,
+    }
+    if browser["mobile"]:
+        expected_context["ch_ua_mobile"] = browser["mobile"]
+    hour = local_hour(zone, decision["now_ms"])
+    assert abs(hour - DAYPARTS[daypart]) <= 1.5 or abs(hour - DAYPARTS[daypart]) >= 22.5
+    variant = policy_variant(model, expected_context, "hero", browser["vid"], decision["decision_id"])
+
+    assert_painted_once(hero, variant)
+    assert errors == []
+
+
+def assert_painted_once(hero: Any, variant: str) -> None:
+    """The hero's first rendered state is `variant`, so is its state at first contentful paint
+    (when it was in the document by then), and no rendered state differs from it."""
+    first = hero.first_rendered()
+    assert first["variant"] == variant, hero.states
+    assert html.unescape(first["html"]) == html.unescape(HERO_HTML[variant])
+    at_paint = hero.at_paint()
+    assert not at_paint or at_paint["html"] == first["html"], hero.states
+    assert hero.changed_after_first_render() == []
+
+
+def test_a_hero_swapped_after_paint_is_caught(chromium, site):
+    """The flicker check itself: a hero replaced after `load` (as anti-flicker tools do) fails it."""
+    context = chromium.new_context()
+    page = context.new_page()
+    page.add_init_script(PAINT_LOG)
+    page.add_init_script(
+        "addEventListener('load', () => setTimeout(() => {"
+        " document.querySelector('[data-fp-slot=hero]').innerHTML = '<h1>Swapped late</h1>'; }, 50))"
+    )
+    try:
+        page.goto(site.url + "/")
+        page.wait_for_function("window.__fpSlotLog.some((s) => s.html.includes('Swapped late'))")
+        page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        hero = painted(page, "hero")
+    finally:
+        context.close()
+    assert [s["html"] for s in hero.changed_after_first_render()] == ["<h1>Swapped late</h1>"]
+
+
+FAILURES = {
+    "snippet-unreachable": ("**/fp/snippet.js", lambda route: route.abort()),
+    "snippet-500": ("**/fp/snippet.js", lambda route: route.fulfill(status=500, body="boom")),
+    "model-unreachable": ("**/fp/model.js*", lambda route: route.abort()),
+    "model-404": ("**/fp/model.js*", lambda route: route.fulfill(status=404, body="not found")),
+    "after-paint-unreachable": ("**/fp/after-paint.mjs", lambda route: route.abort()),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_default_hero_and_no_page_error_when_a_file_is_missing(chromium, site, failure):
+    pattern, handler = FAILURES[failure]
+    context = chromium.new_context()
+    context.route(pattern, handler)  # not a timing test: the HTTP cache does not matter here
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.add_init_script(PAINT_LOG)
+    try:
+        page.goto(site.url + "/?utm_medium=email")
+        page.wait_for_load_state("load")
+        hero = painted(page, "hero")
+        state = page.evaluate("window.firstpaint ? firstpaint.fallbacks : null")
+    finally:
+        context.close()
+    assert errors == []
+    if failure.startswith("after-paint"):
+        assert any(r.startswith("after-paint") for r in state)
+        return
+    assert html.unescape(hero.first_rendered()["html"]) == html.unescape(HERO_HTML["default"])
+    assert hero.first_rendered()["variant"] is None
+    assert hero.changed_after_first_render() == []
+    if failure.startswith("model"):
+        assert "model unavailable: window.firstpaintModel is not set" in state
