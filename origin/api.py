@@ -166,7 +166,7 @@ def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]
             results.append({"slot": slot, "variant": origin.site.slots[slot].default, "html": html,
                             "propensity": 1.0, "fallback": "slot not in the current model"})  # fmt: skip
             continue
-        decision = policy_decide(model, context, slot, visitor_id, uuid.uuid4().hex).to_dict()
+        decision = dict(vars(policy_decide(model, context, slot, visitor_id, uuid.uuid4().hex)))
         decision["token"] = sign(origin.secret, decision, now)
         decision["html"] = origin.site.slots[slot].variants[decision["variant"]]
         results.append(decision)

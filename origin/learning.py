@@ -18,7 +18,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from model_export.policy import model_sha256, seal
+from model_export.policy import seal
 from origin.clock import Clock
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.models import ModelHolder
@@ -108,7 +108,8 @@ class LearningLoop:
             return None
         created = datetime.fromtimestamp(now / 1000, UTC)
         model = self.learner.to_model("pending", created.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        model["model_version"] = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{model_sha256(model)[:8]}"
+        # Named like model_export's builder: UTC stamp and the content's first 8 sha256 hex.
+        model["model_version"] = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{model['sha256'][:8]}"
         model = seal(model)
         if self.gate is not None and not force:
             if not self.gate.check(model, self.holder.model).promote:

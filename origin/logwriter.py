@@ -31,11 +31,13 @@ class LogWriter:
         self.lost_soon = 0  # entries queued without waiting whose commit failed
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
     def start(self) -> None:
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
     async def write(self, entries: Entries) -> None:
         """Return once `entries` are committed; raise the storage's error if they are not."""
@@ -47,11 +49,14 @@ class LogWriter:
         await future
 
     def write_soon(self, entries: Entries) -> None:
-        """Queue `entries` without waiting (decisions made here: losing them loses no reward)."""
-        if self._task is None:
+        """Queue `entries` without waiting (decisions made here: losing them loses no reward).
+
+        Safe to call from any thread: the queue is only touched on the writer's event loop.
+        """
+        if self._task is None or self._loop is None:
             self.storage.append(entries)
         else:
-            self._enqueue(entries, None)
+            self._loop.call_soon_threadsafe(self._enqueue, entries, None)
 
     def _enqueue(self, entries: Entries, future: asyncio.Future[None] | None) -> None:
         self._queue.append((entries, future))
