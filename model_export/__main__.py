@@ -15,8 +15,6 @@ from model_export.simulate import Simulator, simulate_log, true_value, uniform_m
 from model_export.site import SITE_TOML, SiteError, load_site
 from model_export.train import TrainingError, fit, read_log
 
-TRUE_VALUE_VISITORS = 10_000
-
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -45,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--site", type=Path, default=SITE_TOML)
+    train.add_argument(
+        "--value-visitors",
+        type=_positive,
+        default=10_000,
+        help="simulated visitors for the true value (with --simulate)",
+    )
 
     site_json = commands.add_parser("site-json", help="print site.toml as JSON (edge bundle)")
     site_json.add_argument("site", type=Path, nargs="?", default=SITE_TOML)
@@ -96,11 +100,11 @@ def _train(args: argparse.Namespace) -> None:
     if simulate_s is not None:
         report["simulate_s"] = simulate_s
         trained, uniform = (
-            true_value(m, TRUE_VALUE_VISITORS, simulator=Simulator(args.seed + 1, site=site))
+            true_value(m, args.value_visitors, simulator=Simulator(args.seed + 1, site=site))
             for m in (model, uniform_model(site))
         )
         report["true_value"] = {
-            "visitors": TRUE_VALUE_VISITORS,
+            "visitors": args.value_visitors,
             "trained": round(trained, 5),
             "uniform": round(uniform, 5),
             "ratio": round(trained / uniform, 3),
