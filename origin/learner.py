@@ -90,6 +90,8 @@ class RewardJoiner:
         """
         if kind not in REWARD_KINDS:
             raise ValueError(f"event kind must be one of {REWARD_KINDS}, got {kind!r}")
+        if not is_finite_number(ts_ms):
+            raise ValueError(f"event ts_ms must be a finite number, got {ts_ms!r}")
         record = self._open.get(decision_id)
         if record is None:
             self.counts["closed" if decision_id in self._closed else "unknown"] += 1
@@ -108,6 +110,8 @@ class RewardJoiner:
 
     def expire(self, now_ms: float, spec: Mapping[str, Any]) -> list[Example]:
         """Examples ready at `now_ms`: rewarded decisions, then those whose window closed."""
+        if not is_finite_number(now_ms):
+            raise ValueError(f"now_ms must be a finite number, got {now_ms!r}")
         self.now_ms = now_ms if self.now_ms is None else max(self.now_ms, now_ms)
         while self._deadlines and self._deadlines[0][0] <= now_ms:
             record = self._pop_oldest()
@@ -194,6 +198,11 @@ def _decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
     context = decision.get("context")
     if precomputed is None and not isinstance(context, Mapping):
         raise ValueError("decision: `context` (an object) or `features` is required")
+    if precomputed is not None and not (
+        isinstance(precomputed, list | tuple)
+        and all(isinstance(f, list | tuple) and len(f) == 2 for f in precomputed)
+    ):
+        raise ValueError("decision: `features` must be a list of [name, value] pairs")
     return {
         "decision_id": decision["decision_id"],
         "slot": decision["slot"],

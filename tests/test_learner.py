@@ -453,6 +453,11 @@ def test_bad_decisions_name_the_field():
         joiner.add_decision({**decision("d1", T0), "decision_id": ""})
     with pytest.raises(ValueError, match="`context`"):
         joiner.add_decision({**decision("d1", T0), "context": None})
+    with pytest.raises(ValueError, match="`features`"):
+        joiner.add_decision({**decision("d1", T0), "features": ["device=mobile"]})
+    joiner.add_decision(decision("d1", T0))
+    with pytest.raises(ValueError, match="ts_ms"):
+        joiner.add_reward("d1", "click", 1, float("nan"))
 
 
 def test_open_decisions_are_capped_oldest_closed_first():
