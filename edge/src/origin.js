@@ -28,9 +28,10 @@ export function isHtml(response) {
 /**
  * The origin's response to `request` (sent to `base` + its path and query) and whether it came
  * from the cache. GET requests without credentials look in the cache first; cacheable HTML from
- * the origin is stored in the background.
+ * the origin is stored in the background. `extraCookie` (`name=value`) is added to the Cookie
+ * header sent to the origin: a visitor id minted here is the origin's visitor id too.
  */
-export async function fetchFromOrigin(request, base, ctx) {
+export async function fetchFromOrigin(request, base, ctx, extraCookie = null) {
   const url = new URL(request.url);
   const originUrl = `${base}${url.pathname}${url.search}`;
   const useCache = request.method === 'GET' && !request.headers.has('authorization') && typeof caches !== 'undefined';
@@ -39,7 +40,12 @@ export async function fetchFromOrigin(request, base, ctx) {
     const cached = await caches.default.match(cacheKey);
     if (cached) return { response: cached, fromCache: true };
   }
-  const response = await fetch(new Request(originUrl, request));
+  const forwarded = new Request(originUrl, request);
+  if (extraCookie) {
+    const cookie = forwarded.headers.get('cookie');
+    forwarded.headers.set('cookie', cookie ? `${cookie}; ${extraCookie}` : extraCookie);
+  }
+  const response = await fetch(forwarded);
   if (useCache && isHtml(response) && cacheable(response)) {
     ctx.waitUntil(caches.default.put(cacheKey, response.clone()).catch(() => {}));
   }

@@ -11,6 +11,9 @@ export function rewriteSlots(response, slots, { onShown, onEnd }) {
       element(element) {
         const prepared = slots.get(element.getAttribute('data-fp-slot'));
         if (!prepared) return; // a slot the model or the site config does not know stays as it is
+        // The origin already decided (and logged) this slot: showing another variant would make
+        // its logged decision a lie.
+        if (element.hasAttribute('data-fp-decision')) return;
         element.setInnerContent(prepared.html, { html: true });
         element.setAttribute('data-fp-variant', prepared.variant);
         if (prepared.token) element.setAttribute('data-fp-decision', prepared.token);

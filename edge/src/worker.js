@@ -16,7 +16,7 @@ import { decide } from './policy.js';
 import { isBot } from './features.js';
 import { currentModel, refreshIfDue, modelStatus } from './model_store.js';
 import { fetchFromOrigin, isHtml, originBase } from './origin.js';
-import { identifyVisitor, parseCookies, requestContext } from './visitor.js';
+import { VISITOR_COOKIE, identifyVisitor, parseCookies, requestContext } from './visitor.js';
 import { signDecision, verifyPreview } from './token.js';
 import { rewriteSlots } from './rewriter.js';
 import { logRecord, sendDecisions } from './decision_log.js';
@@ -34,23 +34,41 @@ export default {
       await currentModel();
       return Response.json(modelStatus());
     }
+    // The visitor is known before the origin is asked, so a freshly minted id reaches it too.
+    const model = request.method === 'GET' ? await currentModel() : null;
+    if (request.method === 'GET') refreshIfDue(env, ctx, base, Date.now());
+    const visitor = model ? identify(request, model, env) : null;
     let response;
     let fromCache;
     try {
-      ({ response, fromCache } = await fetchFromOrigin(request, base, ctx));
+      const extraCookie = visitor && visitor.returning === false ? `${VISITOR_COOKIE}=${visitor.id}` : null;
+      ({ response, fromCache } = await fetchFromOrigin(request, base, ctx, extraCookie));
     } catch (error) {
       console.warn(`firstpaint: origin fetch failed: ${error.message}`);
       return new Response('The site is unreachable right now.\n', { status: 502, headers: { 'x-fp-fallback': 'origin-unreachable' } });
     }
     if (request.method !== 'GET' || response.status !== 200 || !isHtml(response)) return response;
     try {
-      return await personalize(request, response, env, ctx, base, fromCache);
+      return await personalize(request, response, { env, ctx, base, model, visitor, fromCache });
     } catch (error) {
       console.warn(`firstpaint: personalization failed: ${error.stack || error}`);
       return fallback(response, 'exception');
     }
   },
 };
+
+const ANONYMOUS = { id: '', returning: undefined, setCookie: null };
+
+/** The visitor of a GET request: anonymous for bots, else as cookies and consent allow. */
+function identify(request, model, env) {
+  try {
+    if (isBot(request.headers.get('user-agent') || '', model.features.rules)) return { ...ANONYMOUS, bot: true };
+    return { ...identifyVisitor(parseCookies(request.headers.get('cookie')), env), bot: false };
+  } catch (error) {
+    console.warn(`firstpaint: cannot identify the visitor: ${error.message}`);
+    return null; // personalize() falls back
+  }
+}
 
 function fallback(response, reason) {
   const passed = new Response(response.body, response);
@@ -76,17 +94,14 @@ function newDecisionId() {
   return crypto.randomUUID().replace(/-/g, '');
 }
 
-async function personalize(request, response, env, ctx, base, fromCache) {
+async function personalize(request, response, { env, ctx, base, model, visitor, fromCache }) {
   const nowMs = Date.now();
-  const model = await currentModel();
-  refreshIfDue(env, ctx, base, nowMs);
   if (!model) return fallback(response, 'no-model');
+  if (!visitor) return fallback(response, 'exception');
   if (!env.FP_TOKEN_SECRET) return fallback(response, 'no-token-secret');
 
   const url = new URL(request.url);
-  const cookies = parseCookies(request.headers.get('cookie'));
-  const bot = isBot(request.headers.get('user-agent') || '', model.features.rules);
-  const visitor = bot ? { id: '', returning: undefined, setCookie: null } : identifyVisitor(cookies, env);
+  const bot = visitor.bot;
   const context = requestContext(request, visitor, env, nowMs);
   const preview = await previewOverrides(url, env);
 

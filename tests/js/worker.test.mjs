@@ -238,3 +238,22 @@ test('cacheable origin HTML is cached un-personalized and personalized per reque
   assert.equal(origin.requests.filter((r) => r.path === '/').length, 1);
   assert.equal(new Set(variants).size, 3, 'every request got its own decision');
 });
+
+test('a visitor id minted at the edge is the one the origin sees', async (t) => {
+  const { origin, mf } = await setup(t, { '/': page(HOME) });
+  const response = await mf.dispatchFetch('https://shop.example/', { headers: { 'user-agent': DESKTOP, cookie: 'theme=dark' } });
+  await response.text();
+  const minted = /^fp_vid=([0-9a-f]{32});/.exec(response.headers.get('set-cookie'))[1];
+  const seen = origin.requests.find((r) => r.path === '/');
+  assert.equal(seen.headers.cookie, `theme=dark; fp_vid=${minted}`);
+});
+
+test('a slot the origin already decided is left as the origin rendered it', async (t) => {
+  const decided = '<div data-fp-slot="hero" data-fp-variant="sale" data-fp-decision="origin-token">origin sale</div><aside data-fp-slot="promo">x</aside>';
+  const { origin, mf } = await setup(t, { '/sale': page(decided) });
+  const response = await mf.dispatchFetch('https://shop.example/sale', { headers: { 'user-agent': DESKTOP } });
+  const html = await response.text();
+  assert.ok(html.startsWith('<div data-fp-slot="hero" data-fp-variant="sale" data-fp-decision="origin-token">origin sale</div>'));
+  const decisions = await origin.waitForDecisions(1);
+  assert.deepEqual(decisions.map((d) => d.slot), ['promo']);
+});
