@@ -172,8 +172,11 @@ class Simulator:
     def engagement_probability(self, context: Mapping[str, Any], slot: str, variant: str) -> float:
         """Ground truth p(engage | context, variant) at the context's `now_ms`."""
         now = context.get("now_ms") if isinstance(context, Mapping) else None
-        drifted = self.drift_at_ms is not None and isinstance(now, int | float)
-        drifted = drifted and now >= self.drift_at_ms  # type: ignore[operator]
+        drifted = (
+            self.drift_at_ms is not None
+            and isinstance(now, int | float)
+            and now >= self.drift_at_ms
+        )
         weights = TRUTH.get(slot, {}).get(variant, {})
         z = BASE_LOGIT
         for name, value in features(context, self.spec):
@@ -247,6 +250,13 @@ def simulate_log(n: int, out: str | Path | TextIO, **options: Any) -> int:
 Chooser = Callable[[Mapping[str, Any], str, str, str], str]
 
 
+def _chooser(model: Mapping[str, Any]) -> Chooser:
+    def choose(context: Mapping[str, Any], slot: str, visitor_id: str, decision_id: str) -> str:
+        return decide(model, context, slot, visitor_id, decision_id).variant
+
+    return choose
+
+
 def true_value(
     policy: Mapping[str, Any] | Chooser,
     n: int = 20_000,
@@ -262,12 +272,7 @@ def true_value(
     """
     sim = simulator or Simulator(seed)
     if isinstance(policy, Mapping):
-        model = policy
-
-        def choose(context: Mapping[str, Any], slot: str, visitor: str, did: str) -> str:
-            return decide(model, context, slot, visitor_id=visitor, decision_id=did).variant
-
-        slots = list(model["slots"])
+        choose, slots = _chooser(policy), list(policy["slots"])
     else:
         choose, slots = policy, list(sim.site.slots)
     total = 0.0
