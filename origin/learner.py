@@ -33,8 +33,14 @@ class RewardJoiner:
 
     Memory is bounded by `max_open`: past it, the oldest open decision is closed early as a
     reward-0 example (`counts["evicted"]`); closed ids and undrained examples are capped the
-    same way (`counts["forgotten"]`, `counts["dropped"]`). `state()`/`from_state()` round-trip
-    everything through JSON so the origin can persist it.
+    same way (`counts["forgotten"]`, `counts["dropped"]`). `counts` also holds the accepted
+    `decisions`, `impressions` and `rewards`, and the rejections by reason (`duplicate`,
+    `late_decision`, `unknown`, `closed`, `late_reward`) for `/metrics`.
+
+    Call `expire()` often (every second or every batch): rewarded examples wait there. State
+    survives a restart either through `state()`/`from_state()` (JSON) or by replaying the
+    decision and event log of the last window in time order — time is only ever passed in,
+    so a replay rebuilds the same state.
     """
 
     def __init__(self, window_ms: int = 30 * 60 * 1000, max_open: int = 100_000) -> None:
