@@ -1,5 +1,6 @@
 """First paint in Chromium: the hero is the policy's choice when it is first painted, and it never
 changes afterwards; a missing snippet or model leaves the default hero and no page error."""
+# ruff: noqa: F811  (the fixtures are imported from tests.support_browser)
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ from tests.support_browser import (
 pytestmark = pytest.mark.browser
 
 DEVICES = {
-    "mobile": {"user_agent": MOBILE_UA, "is_mobile": True, "has_touch": True, "viewport": {"width": 412, "height": 860}},
+    "mobile": {
+        "user_agent": MOBILE_UA,
+        "is_mobile": True,
+        "has_touch": True,
+        "viewport": {"width": 412, "height": 860},
+    },
     "desktop": {"user_agent": DESKTOP_UA, "viewport": {"width": 1280, "height": 800}},
 }
 DAYPARTS = {"morning": 8, "evening": 20}
@@ -37,7 +43,9 @@ MATRIX = list(itertools.product(REFERRERS, DEVICES, DAYPARTS))
 HERO_HTML = load_site().slots["hero"].variants
 
 
-def open_page(chromium: Any, url: str, referer: str | None, zone: str, device: str) -> tuple[Any, Any, list]:
+def open_page(
+    chromium: Any, url: str, referer: str | None, zone: str, device: str
+) -> tuple[Any, Any, list]:
     context = chromium.new_context(timezone_id=zone, locale="en-US", **DEVICES[device])
     page = context.new_page()
     errors: list = []
@@ -59,8 +67,8 @@ def test_hero_at_first_paint_is_the_policy_choice(chromium, site, source, device
         model = page.evaluate("window.firstpaintModel.model")
         decision = page.evaluate(
             "(() => { const d = firstpaint.decisions.find((d) => d.slot === 'hero');"
-            " return {decision_id: d.decision_id, visitor_id: d.visitor_id, now_ms: d.context.now_ms,"
-            " source: d.source}; })()"
+            " return {decision_id: d.decision_id, visitor_id: d.visitor_id,"
+            " now_ms: d.context.now_ms, source: d.source}; })()"
         )
         browser = page.evaluate(
             "({vid: localStorage.getItem('fp_vid'), mobile: navigator.userAgentData ?"
@@ -87,7 +95,9 @@ def test_hero_at_first_paint_is_the_policy_choice(chromium, site, source, device
         expected_context["ch_ua_mobile"] = browser["mobile"]
     hour = local_hour(zone, decision["now_ms"])
     assert abs(hour - DAYPARTS[daypart]) <= 1.5 or abs(hour - DAYPARTS[daypart]) >= 22.5
-    variant = policy_variant(model, expected_context, "hero", browser["vid"], decision["decision_id"])
+    variant = policy_variant(
+        model, expected_context, "hero", browser["vid"], decision["decision_id"]
+    )
 
     assert_painted_once(hero, variant)
     assert errors == []
@@ -105,18 +115,20 @@ def assert_painted_once(hero: Any, variant: str) -> None:
 
 
 def test_a_hero_swapped_after_paint_is_caught(chromium, site):
-    """The flicker check itself: a hero replaced after `load` (as anti-flicker tools do) fails it."""
+    """The flicker check itself: a hero replaced after `load` (as anti-flicker tools do) fails."""
     context = chromium.new_context()
     page = context.new_page()
     page.add_init_script(PAINT_LOG)
     page.add_init_script(
-        "addEventListener('load', () => setTimeout(() => {"
-        " document.querySelector('[data-fp-slot=hero]').innerHTML = '<h1>Swapped late</h1>'; }, 50))"
+        "addEventListener('load', () => setTimeout(() => { document.querySelector("
+        "'[data-fp-slot=hero]').innerHTML = '<h1>Swapped late</h1>'; }, 50))"
     )
     try:
         page.goto(site.url + "/")
         page.wait_for_function("window.__fpSlotLog.some((s) => s.html.includes('Swapped late'))")
-        page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        page.evaluate(
+            "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+        )
         hero = painted(page, "hero")
     finally:
         context.close()
