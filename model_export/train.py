@@ -11,7 +11,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,14 +22,24 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from model_export.features import feature_names, features
 
-REQUIRED = {
-    "decision_id": str,
-    "slot": str,
-    "variant": str,
-    "propensity": float,
-    "context": dict,
-    "visitor_id": str,
-    "engaged": int,
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+# The fields training reads (CONTRACT §8): what each must be, and the test for it.
+REQUIRED: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "decision_id": ("a string", _is_string),
+    "slot": ("a string", _is_string),
+    "variant": ("a string", _is_string),
+    "propensity": ("a number", _is_number),
+    "context": ("an object", lambda value: isinstance(value, dict)),
+    "visitor_id": ("a string", _is_string),
+    "engaged": ("0 or 1", lambda value: _is_number(value) and value in (0, 1)),
 }
 
 
@@ -69,20 +79,11 @@ def check_record(record: Any, line: int, slots: Mapping[str, Mapping[str, Any]])
     """Raise LogError unless `record` is a trainable decision for one of `slots`."""
     if not isinstance(record, dict):
         raise LogError(line, f"a decision is a JSON object, got {type(record).__name__}")
-    for name, kind in REQUIRED.items():
+    for name, (want, valid) in REQUIRED.items():
         if name not in record:
             raise LogError(line, f"{name} missing")
-        value = record[name]
-        ok = (
-            isinstance(value, int | float) and not isinstance(value, bool)
-            if kind is float
-            else isinstance(value, kind)
-        )
-        if kind is int:
-            ok = value in (0, 1) and not isinstance(value, float)
-        if not ok:
-            want = {float: "a number", int: "0 or 1", dict: "an object", str: "a string"}[kind]
-            raise LogError(line, f"{name} must be {want}, got {json.dumps(value)}")
+        if not valid(record[name]):
+            raise LogError(line, f"{name} must be {want}, got {json.dumps(record[name])}")
     propensity = record["propensity"]
     if not (0 < propensity <= 1):
         raise LogError(line, f"propensity must be in (0, 1], got {json.dumps(propensity)}")
