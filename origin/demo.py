@@ -1,0 +1,131 @@
+"""`python -m origin.demo --model build/model/model.json` (what `make demo` runs).
+
+Starts the origin (SQLite in `build/demo/`) and the edge worker in front of it (workerd through
+`edge/dev_server.mjs`, the same runtime `wrangler dev` uses), prints the URL to open, and stops
+both on Ctrl-C. The token secret is `FP_TOKEN_SECRET` if set, else a random one for this run,
+handed to both processes through their environment and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stop(process: subprocess.Popen, name: str) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        print(f"demo: {name} did not stop; killing pid {process.pid}", file=sys.stderr)
+        process.kill()
+        process.wait()
+
+
+def _start_origin(args: argparse.Namespace, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "origin", "serve", "--host", args.host, "--port", str(args.port),
+               "--db", args.db, "--log-level", "warning"]  # fmt: skip
+    if args.model:
+        command += ["--model", args.model]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    url = f"http://{args.host}:{args.port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    _stop(process, "origin")
+    raise SystemExit(f"demo: the origin did not start (exit {process.poll()})")
+
+
+def _start_edge(args: argparse.Namespace, origin_url: str, env: dict[str, str]):
+    """The edge worker, or (None, reason) when it cannot run here."""
+    command = ["node", str(ROOT / "edge" / "dev_server.mjs"), "--port", str(args.edge_port),
+               "--origin", origin_url, "--var", f"FP_MODEL_REFRESH_S={args.refresh_s}"]  # fmt: skip
+    try:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    except OSError as exc:
+        return None, f"node is not available ({exc})"
+    ready: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("ready ") and not ready:
+                ready.append(line.split(" ", 1)[1].strip())
+            elif args.verbose or not ready:
+                print(f"[edge] {line.rstrip()}", flush=True)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not ready and process.poll() is None:
+        time.sleep(0.1)
+    if not ready:
+        _stop(process, "edge worker")
+        return None, f"the edge worker did not start (exit {process.poll()})"
+    return (process, ready[0]), ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m origin.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model.json to start from (default: a cold-start model)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787, help="origin port")
+    parser.add_argument("--edge-port", type=int, default=8788)
+    parser.add_argument("--db", default=str(ROOT / "build" / "demo" / "origin.db"))
+    parser.add_argument("--refresh-s", default="5", help="edge model refresh interval")
+    parser.add_argument("--verbose", action="store_true", help="show the edge worker's output")
+    args = parser.parse_args(argv)
+    if args.model and not Path(args.model).exists():
+        print(f"demo: {args.model} does not exist (make model builds it)", file=sys.stderr)
+        return 2
+
+    env = {**os.environ, "FP_TOKEN_SECRET": os.environ.get("FP_TOKEN_SECRET") or secrets.token_urlsafe(32)}
+    origin, origin_url = _start_origin(args, env)
+    edge, reason = _start_edge(args, origin_url, env)
+    print()
+    if edge is not None:
+        print(f"firstpaint demo: open {edge[1]}/  (edge worker in front of the origin at {origin_url})")
+    else:
+        print(f"firstpaint demo: {reason}; open {origin_url}/ (the snippet decides in the browser)")
+    print(f"  model: {origin_url}/v1/model   metrics: {origin_url}/metrics   Ctrl-C stops the demo")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            if origin.poll() is not None:
+                print("demo: the origin exited", file=sys.stderr)
+                break
+            if edge is not None and edge[0].poll() is not None:
+                print("demo: the edge worker exited", file=sys.stderr)
+                break
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\ndemo: stopping")
+        if edge is not None:
+            _stop(edge[0], "edge worker")
+        _stop(origin, "origin")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
