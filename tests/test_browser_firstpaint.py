@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import itertools
+import json
+import time
 from typing import Any
 
 import httpx
@@ -13,19 +15,23 @@ import pytest
 
 from model_export.policy import check_model
 from model_export.site import load_site
+from origin.tokens import verify
 from tests.support_browser import (
     DESKTOP_UA,
     MOBILE_UA,
     PAINT_LOG,
     REFERRERS,
+    TEST_SECRET,
     chromium,  # noqa: F401  (fixture)
     dist,  # noqa: F401  (fixture)
     local_hour,
     painted,
     policy_variant,
+    records,
     site,  # noqa: F401  (fixture)
     zone_at,
 )
+from tests.support_edge import cf_header, edge_worker
 
 pytestmark = pytest.mark.browser
 
@@ -112,6 +118,93 @@ def assert_painted_once(hero: Any, variant: str) -> None:
     at_paint = hero.at_paint()
     assert not at_paint or at_paint["html"] == first["html"], hero.states
     assert hero.changed_after_first_render() == []
+
+
+@pytest.fixture(scope="module")
+def edge(site):
+    """The edge worker in front of the origin, once it decides with the origin's model."""
+    with edge_worker(
+        site.url, token_secret=TEST_SECRET, vars={"FP_MODEL_REFRESH_S": "0"}
+    ) as worker:
+        sha = httpx.get(site.url + "/v1/model").headers["etag"].strip('"')
+        for _ in range(300):
+            httpx.get(worker.url + "/", headers={"user-agent": DESKTOP_UA}, timeout=30)
+            if worker.status()["sha256"] == sha:
+                break
+            time.sleep(0.1)
+        assert worker.status()["sha256"] == sha
+        yield worker
+
+
+@pytest.mark.parametrize(("source", "device", "daypart"), MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_with_the_edge_in_front_the_hero_at_first_paint_is_the_policy_choice(
+    chromium, site, edge, source, device, daypart
+):
+    referer, query = REFERRERS[source]
+    zone = zone_at(DAYPARTS[daypart])
+    url = edge.url + "/" + query
+    context = chromium.new_context(
+        timezone_id=zone,
+        locale="en-US",
+        extra_http_headers=cf_header("US", zone),  # the worker's request.cf
+        **DEVICES[device],
+    )
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda error: errors.append(error))
+    page.add_init_script(PAINT_LOG)
+    try:
+        page.goto(url, referer=referer)
+        hero = painted(page, "hero")
+        page.wait_for_load_state("load")
+        token = page.get_attribute("[data-fp-slot=hero]", "data-fp-decision")
+        measured = page.evaluate("firstpaint.decisions.map((d) => [d.slot, d.source, d.token])")
+    finally:
+        context.close()
+
+    claims = verify(TEST_SECRET.encode(), token)
+    assert ["hero", "edge", token] in measured  # the snippet only measures what the edge decided
+    logged = wait_for_decision(site, claims.decision_id)
+    seen = logged["context"]
+    # The context as this test set it up; headers the browser chooses and the time come from
+    # the edge's log.
+    assert (seen["url"], seen.get("referrer"), seen["user_agent"]) == (
+        url,
+        referer,
+        DEVICES[device]["user_agent"],
+    )
+    assert (seen["country"], seen["timezone"]) == ("US", zone)
+    expected_context = {
+        "url": url,
+        "site_host": seen["site_host"],
+        "user_agent": DEVICES[device]["user_agent"],
+        "country": "US",
+        "timezone": zone,
+        **{
+            k: seen[k]
+            for k in ("accept_language", "ch_ua_mobile", "now_ms", "returning")
+            if k in seen
+        },
+    }
+    if referer:
+        expected_context["referrer"] = referer
+    model = json.loads(httpx.get(site.url + "/v1/model").content)
+    variant = policy_variant(
+        model, expected_context, "hero", logged["visitor_id"], claims.decision_id
+    )
+    assert claims.variant == variant
+    assert_painted_once(hero, variant)
+    assert errors == []
+
+
+def wait_for_decision(site: Any, decision_id: str) -> dict[str, Any]:
+    """The decision record the origin committed for `decision_id` (the edge logs in batches)."""
+    for _ in range(150):
+        found = [d for d in records(site, "decision") if d["decision_id"] == decision_id]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"decision {decision_id} never reached the origin")
 
 
 def test_a_hero_swapped_after_paint_is_caught(chromium, site):
