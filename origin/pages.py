@@ -116,6 +116,8 @@ class Shop:
         return f"<div{attrs}>{decision['html']}</div>"
 
     def _decide(self, request: Request, ids: tuple[str, str], slots: list[str]) -> dict[str, dict]:
+        """Decide `slots` for this page: the session holds what the visitor did *before* it
+        (this page's view is recorded after), the URL says where they are now."""
         context = {
             "url": str(request.url),
             "referrer": request.headers.get("referer", ""),
@@ -154,8 +156,8 @@ class Shop:
         if name not in self.origin.site.sections:
             return await self.not_found(request)
         ids = self._ids(request)
-        self._view(ids, request.url.path, name, None)
         decided = self._decide(request, ids, ["hero", "promo"])
+        self._view(ids, request.url.path, name, None)
         products = [p for p in self.catalog.values() if p.category == name]
         content = (
             self._slot("hero", decided.get("hero")) + f"<h2>{html.escape(name.title())}</h2>"
@@ -168,8 +170,8 @@ class Shop:
         if product is None:
             return await self.not_found(request)
         ids = self._ids(request)
-        self._view(ids, request.url.path, product.category, product.price)
         decided = self._decide(request, ids, ["hero", "promo"])
+        self._view(ids, request.url.path, product.category, product.price)
         related = [p for p in self._ranked(ids) if p.id != product.id][:3]
         content = (
             f"<h1>{html.escape(product.name)}</h1><p>{html.escape(product.blurb)}</p>"
