@@ -13,7 +13,7 @@ through all of them with common random numbers, so differences come from the pol
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from model_export import policy
@@ -82,13 +82,15 @@ class SingleVariant:
 
 
 def best_single_variants(
-    contexts: Sequence[Mapping[str, Any]], variants: Mapping[str, Sequence[str]], truth: Truth
+    rows: Iterable[tuple[str, Mapping[str, float]]],
 ) -> dict[str, str]:
-    """Per slot, the variant with the highest true engagement summed over `contexts`."""
-    return {
-        slot: max(names, key=lambda v, s=slot: sum(truth(c, s, v) for c in contexts))
-        for slot, names in variants.items()
-    }
+    """Per slot, the variant with the highest summed true engagement over `(slot, p_v)` rows."""
+    totals: dict[str, dict[str, float]] = {}
+    for slot, p in rows:
+        table = totals.setdefault(slot, {})
+        for variant, value in p.items():
+            table[variant] = table.get(variant, 0.0) + value
+    return {slot: max(table, key=table.__getitem__) for slot, table in totals.items()}
 
 
 class Oracle:
@@ -157,11 +159,13 @@ class VowpalWabbit:
         args = f"--cb_explore_adf --epsilon {epsilon} -q sa --quiet --random_seed {seed} {extra}"
         self.workspaces_ = {slot: Workspace(args) for slot in variants}
         self._pending: dict[str, tuple[list[str], int, float]] = {}
+        self._shared: tuple[Mapping[str, Any] | None, str] = (None, "")
 
     def _example(self, context: Mapping[str, Any], slot: str) -> list[str]:
-        shared = " ".join(
-            f"{_vw_name(name)}:{value:.6g}" for name, value in features(context, self.spec)
-        )
+        if self._shared[0] is not context:  # slots of one page share the context's features
+            active = features(context, self.spec)
+            self._shared = (context, " ".join(f"{_vw_name(n)}:{v:.6g}" for n, v in active))
+        shared = self._shared[1]
         return [f"shared |s {shared}"] + [f"|a v={_vw_name(v)}" for v in self.variants[slot]]
 
     def decide(self, t_ms, visitor_id, context, slot, decision_id):

@@ -70,7 +70,8 @@ def test_oracle_picks_the_true_best_and_beats_everything():
 
 def test_best_single_variant_is_chosen_by_total_true_engagement():
     contexts = [visitor(i) for i in range(9)]  # five search visitors, four social
-    assert baselines.best_single_variants(contexts, VARIANTS, truth) == {"hero": "running"}
+    rows = [("hero", {v: truth(c, "hero", v) for v in VARIANTS["hero"]}) for c in contexts]
+    assert baselines.best_single_variants(rows) == {"hero": "running"}
 
 
 def test_vowpal_wabbit_learns_the_contextual_preference(golden_model):
