@@ -16,7 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from model_export.policy import js_number
+
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_SIGNATURE_CHARS = 43  # 32 bytes of HMAC-SHA256 in unpadded base64url
 _FIELDS = {"d": str, "s": str, "v": str, "p": (int, float), "m": str, "t": (int, float)}
 
 
@@ -61,17 +64,22 @@ def _signature(secret: bytes, encoded_payload: str) -> str:
     return _b64encode(hmac.new(secret, encoded_payload.encode("ascii"), hashlib.sha256).digest())
 
 
+def _ascii_string(value: str) -> str:
+    return json.dumps(value)  # non-ASCII as lowercase \uXXXX escapes, as the edge writes it
+
+
 def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
-    """The token for a decision dict (`decision_id`, `slot`, `variant`, `propensity`, `model_version`)."""
-    payload = {
-        "d": decision["decision_id"],
-        "s": decision["slot"],
-        "v": decision["variant"],
-        "p": decision["propensity"],
-        "m": decision["model_version"],
-        "t": int(issued_ms),
-    }
-    encoded = _b64encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+    """The token for a decision dict (`decision_id`, `slot`, `variant`, `propensity`, `model_version`).
+
+    The payload text is what the edge writes for the same decision (keys in contract order,
+    JS number formatting, ASCII-only strings), so both runtimes issue byte-identical tokens.
+    """
+    payload = (
+        f'{{"d":{_ascii_string(decision["decision_id"])},"s":{_ascii_string(decision["slot"])},'
+        f'"v":{_ascii_string(decision["variant"])},"p":{js_number(decision["propensity"])},'
+        f'"m":{_ascii_string(decision["model_version"])},"t":{int(issued_ms)}}}'
+    )
+    encoded = _b64encode(payload.encode("utf-8"))
     return f"{encoded}.{_signature(secret, encoded)}"
 
 
@@ -80,8 +88,9 @@ def verify(secret: bytes, token: Any) -> TokenClaims:
     if not isinstance(token, str) or token.count(".") != 1:
         raise TokenError("token must be two base64url parts joined by '.'")
     encoded, signature = token.split(".")
-    _b64decode(encoded)
-    if len(_b64decode(signature)) != hashlib.sha256().digest_size:
+    if not _BASE64URL.fullmatch(encoded) or not _BASE64URL.fullmatch(signature):
+        raise TokenError("token is not unpadded base64url")
+    if len(signature) != _SIGNATURE_CHARS:
         raise TokenError("token signature is not an HMAC-SHA256")
     if not hmac.compare_digest(_signature(secret, encoded), signature):
         raise TokenError("token signature does not match", forged=True)
