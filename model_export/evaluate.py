@@ -206,8 +206,17 @@ def evaluate_log(
     n_boot: int = 1000,
     seed: int = 0,
     min_samples: int = MIN_SAMPLES,
+    estimators: Sequence[str] = ESTIMATORS,
 ) -> list[Report]:
-    """One report per slot of `model` that appears in the log."""
+    """One report per slot of `model` that appears in the log.
+
+    A record may carry its active features as `features` (`[[name, value], ...]`, as the
+    origin's learner keeps them) to skip recomputing them from `context`; without `dr` in
+    `estimators` no reward model is fitted — the cheap path for repeated checks.
+    """
+    unknown = set(estimators) - set(ESTIMATORS)
+    if unknown:
+        raise ValueError(f"unknown estimator(s) {sorted(unknown)}; choose from {ESTIMATORS}")
     by_slot: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         if record["slot"] in model["slots"]:
@@ -222,27 +231,35 @@ def evaluate_log(
         pi = np.zeros((len(rows), len(variants)))
         x = np.zeros((len(rows), len(names)))
         for i, r in enumerate(rows):
-            active = features(r.get("context", {}), spec)
+            given = r.get("features")
+            active = (
+                [(n, v) for n, v in given]
+                if isinstance(given, list)
+                else features(r.get("context", {}), spec)
+            )
             unit = r.get("visitor_id") or r.get("decision_id") or ""
             pi[i] = list(target_probabilities(model, slot, active, unit).values())
             x[i] = dense(active, names)
         actions = np.array([index[r["variant"]] for r in rows])
         reward = np.array([float(r.get("engaged", r.get("reward", 0))) for r in rows])
-        q = cross_fitted_rewards(x, actions, reward, len(variants), seed=seed)
+        if "dr" in estimators:
+            q = cross_fitted_rewards(x, actions, reward, len(variants), seed=seed)
+        else:
+            q = np.zeros((len(rows), len(variants)))
         at = np.arange(len(rows))
-        reports.append(
-            off_policy(
-                reward,
-                np.array([float(r["propensity"]) for r in rows]),
-                pi[at, actions],
-                q[at, actions],
-                (pi * q).sum(axis=1),
-                slot=slot,
-                n_boot=n_boot,
-                seed=seed,
-                min_samples=min_samples,
-            )
+        report = off_policy(
+            reward,
+            np.array([float(r["propensity"]) for r in rows]),
+            pi[at, actions],
+            q[at, actions],
+            (pi * q).sum(axis=1),
+            slot=slot,
+            n_boot=n_boot,
+            seed=seed,
+            min_samples=min_samples,
         )
+        report.estimates = {k: e for k, e in report.estimates.items() if k in estimators}
+        reports.append(report)
     return reports
 
 

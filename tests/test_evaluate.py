@@ -11,7 +11,7 @@ import pytest
 
 from model_export import evaluate, simulate
 from model_export.export import build_model
-from model_export.features import default_spec
+from model_export.features import default_spec, features
 
 N_LOG = 25_000
 SEED = 11
@@ -163,3 +163,17 @@ def test_cli_prints_a_table_and_writes_json(uniform_log, tmp_path, capsys):
     (report,) = json.loads(out.read_text())["reports"]
     assert report["slot"] == "hero" and report["n"] == 3000
     assert set(report["estimates"]) == {"ips", "snips", "dr"}
+
+
+def test_cheap_path_gives_the_same_snips_from_stored_features(uniform_log):
+    candidate = CANDIDATES["truth-shaped"]
+    rows = uniform_log[:2000]
+    spec = candidate["features"]
+    stored = [{**r, "context": {}, "features": [list(f) for f in features(r["context"], spec)]}
+              for r in rows]  # fmt: skip
+    (full,) = evaluate.evaluate_log(rows, candidate, n_boot=20)
+    (cheap,) = evaluate.evaluate_log(stored, candidate, n_boot=20, estimators=("snips",))
+    assert set(cheap.estimates) == {"snips"}
+    assert cheap.estimates["snips"] == full.estimates["snips"]
+    with pytest.raises(ValueError, match="unknown estimator"):
+        evaluate.evaluate_log(rows, candidate, estimators=("magic",))
