@@ -131,6 +131,24 @@ def start_origin(
     raise StartError(f"origin not ready after {ready_timeout_s}s:\n{_tail(log)}")
 
 
+def start_learner(
+    tmp_path: Path, *, db: Path | str | None = None, redis_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """Start `python -m origin learn` (for origins run with `--learner off`); stop it by PID."""
+    command = [sys.executable, "-m", "origin", "learn"]
+    command += ["--redis", redis_url] if redis_url else ["--db", str(db)]
+    full_env = {**os.environ, "FP_TOKEN_SECRET": TEST_SECRET, "PYTHONUNBUFFERED": "1", **(env or {})}
+    log = Path(tmp_path) / "learner.log"
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it does not exit; by PID only."""
+    _stop(process)
+
+
 @contextlib.contextmanager
 def running_origin(tmp_path: Path, **options) -> Iterator[RunningOrigin]:
     """`start_origin(...)`, stopped (by PID) on exit."""

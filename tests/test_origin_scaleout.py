@@ -1,0 +1,43 @@
+"""Scale-out on Redis: two serving workers (`--learner off`) and one `python -m origin learn`.
+
+Clicks arrive at one worker; the learner (one consumer group, so it sees every decision and
+reward) publishes a new model; the *other* worker serves it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.support_origin import redis_server, running_origin, start_learner, stop_process  # noqa: F401
+
+
+@pytest.mark.redis
+def test_two_workers_and_one_learner_share_redis(tmp_path, redis_server):  # noqa: F811
+    redis = redis_server.client()
+    redis.flushdb()
+    env = {"FP_PUBLISH_INTERVAL_S": "1", "FP_RATE_LIMIT": "off"}
+    with (
+        running_origin(tmp_path / "a", redis_url=redis_server.url, env=env, args=["--learner", "off"]) as a,
+        running_origin(tmp_path / "b", redis_url=redis_server.url, env=env, args=["--learner", "off"]) as b,
+    ):
+        start = httpx.get(b.url + "/v1/model").headers["etag"]
+        learner = start_learner(tmp_path, redis_url=redis_server.url, env=env)
+        try:
+            decisions = httpx.post(a.url + "/v1/decide", json={"slots": ["hero", "promo"], "context": {},
+                                                               "visitor_id": "v1"}).json()["decisions"]  # fmt: skip
+            clicks = [{"type": "click", "token": d["token"]} for d in decisions]
+            assert httpx.post(a.url + "/v1/events", json={"events": clicks}).status_code == 202
+            deadline, etag = time.monotonic() + 30, start
+            while time.monotonic() < deadline and etag == start:
+                time.sleep(0.3)
+                etag = httpx.get(b.url + "/v1/model").headers["etag"]
+            assert etag != start, "worker b never served a model learned from worker a's clicks"
+            while time.monotonic() < deadline and httpx.get(a.url + "/v1/model").headers["etag"] != etag:
+                time.sleep(0.3)  # worker a follows the published model too
+            assert httpx.get(a.url + "/v1/model").headers["etag"] == etag
+            assert "learner" in {g["name"] for g in redis.xinfo_groups("fp:log")}
+        finally:
+            stop_process(learner)
