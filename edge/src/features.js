@@ -5,6 +5,7 @@
 export const SPEC_VERSION = 'fp-features/1';
 
 const ASCII_SPACE = ' \t\n\r\f\v';
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
 const SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//;
 const COUNTRY = /^[A-Z]{2}$/;
 const LANGUAGE = /^[a-z]{2,3}$/;
@@ -71,12 +72,14 @@ export function featureNames(spec) {
 
 /** ASCII-only lowercase: the same in every runtime, whatever its Unicode tables. */
 export function lower(s) {
-  return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  if (!/[A-Z]/.test(s)) return s;
+  return ASCII_ONLY.test(s) ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /** ASCII-only uppercase. */
 export function upper(s) {
-  return s.replace(/[a-z]+/g, (m) => m.toUpperCase());
+  if (!/[a-z]/.test(s)) return s;
+  return ASCII_ONLY.test(s) ? s.toUpperCase() : s.replace(/[a-z]+/g, (m) => m.toUpperCase());
 }
 
 /** Strip ASCII white space only (String.prototype.trim would also strip Unicode spaces). */
@@ -89,18 +92,68 @@ export function trim(s) {
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const BAD_ESCAPE = /%(?![0-9A-Fa-f]{2})/;
+
+// Strict UTF-8, as Python decodes it: the bytes of one run of %XX escapes → text, or null.
+// (No decodeURIComponent: its errors are exceptions, and exceptions cost tens of µs.)
+function utf8(bytes) {
+  let out = '';
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      out += String.fromCharCode(b);
+      i++;
+      continue;
+    }
+    let need;
+    let min = 0x80;
+    let max = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      need = 2;
+      if (b === 0xe0) min = 0xa0;
+      if (b === 0xed) max = 0x9f; // no UTF-16 surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3;
+      if (b === 0xf0) min = 0x90;
+      if (b === 0xf4) max = 0x8f;
+    } else return null;
+    if (i + need >= bytes.length) return null;
+    let code = b & (0x7f >> (need + 1));
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k];
+      if (c < (k === 1 ? min : 0x80) || c > (k === 1 ? max : 0xbf)) return null;
+      code = (code << 6) | (c & 0x3f);
+    }
+    out += String.fromCodePoint(code);
+    i += need + 1;
+  }
+  return out;
+}
 
 /** `+` → space, then strict UTF-8 percent-decoding; malformed input stays as it was. */
 export function decode(s) {
   s = s.includes('+') ? s.replace(/\+/g, ' ') : s;
   if (!s.includes('%')) return s;
   // Python encodes a lone surrogate with `surrogatepass` and then fails strict decoding.
-  if (LONE_SURROGATE.test(s)) return s;
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
+  if (BAD_ESCAPE.test(s) || LONE_SURROGATE.test(s)) return s;
+  // Literal characters are whole UTF-8 sequences, so each run of escapes decodes on its own.
+  let out = '';
+  let i = 0;
+  while (i < s.length) {
+    const percent = s.indexOf('%', i);
+    if (percent < 0) {
+      out += s.slice(i);
+      break;
+    }
+    out += s.slice(i, percent);
+    const bytes = [];
+    for (i = percent; s[i] === '%'; i += 3) bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+    const text = utf8(bytes);
+    if (text === null) return s;
+    out += text;
   }
+  return out;
 }
 
 function text(value) {
@@ -205,6 +258,9 @@ function firstRule(rules, s) {
 // --- local time -------------------------------------------------------------------------------
 
 const formatters = new Map();
+const offsets = new Map();
+const HOUR_MS = 3600000;
+const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 
 // Intl resolves zone names case-insensitively (and canonicalizes links); Python's zoneinfo is
 // case-sensitive. Reject a name whose resolved id differs only by case, and a link name whose
@@ -219,8 +275,11 @@ function zoneFormatter(zone) {
       hourCycle: 'h23',
       weekday: 'short',
       year: 'numeric',
-      hour: '2-digit',
-      minute: '2-digit',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
     });
     const resolved = candidate.resolvedOptions().timeZone;
     const sameName = resolved === zone;
@@ -235,6 +294,35 @@ function zoneFormatter(zone) {
   return formatter;
 }
 
+function localParts(formatter, when) {
+  const parts = {};
+  for (const part of formatter.formatToParts(when)) parts[part.type] = part.value;
+  return parts;
+}
+
+// The zone's UTC offset (ms) at `t`, from the local wall-clock time Intl reports.
+function offsetAt(formatter, t) {
+  const p = localParts(formatter, new Date(t));
+  const wall = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
+  return wall - (t - (((t % 1000) + 1000) % 1000));
+}
+
+// Intl formatting costs tens of µs; a zone's offset is constant over almost every UTC hour.
+// Cache it per (zone, UTC hour) when it is the same at both ends of that hour (offsets change
+// at most once in a few months), and read hour, minute and weekday from UTC + offset.
+function cachedOffset(zone, formatter, t) {
+  const bucket = Math.floor(t / HOUR_MS);
+  const key = `${zone}\x1f${bucket}`;
+  let offset = offsets.get(key);
+  if (offset === undefined) {
+    const first = offsetAt(formatter, bucket * HOUR_MS);
+    offset = first === offsetAt(formatter, bucket * HOUR_MS + HOUR_MS - 1000) ? first : null;
+    if (offsets.size >= 4096) offsets.clear();
+    offsets.set(key, offset);
+  }
+  return offset;
+}
+
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */
 function localTime(context) {
   const zone = text(context.timezone);
@@ -245,15 +333,15 @@ function localTime(context) {
   if (!(utcYear >= 1 && utcYear <= 9999)) return null; // Python's datetime range
   const formatter = zoneFormatter(zone);
   if (formatter === null) return null;
-  let hour = 0;
-  let minute = 0;
-  let weekday = null;
-  for (const part of formatter.formatToParts(when)) {
-    if (part.type === 'hour') hour = Number(part.value);
-    else if (part.type === 'minute') minute = Number(part.value);
-    else if (part.type === 'weekday') weekday = WEEKDAYS[part.value] ?? null;
+  const t = when.getTime();
+  const offset = utcYear > 100 && utcYear < 9999 ? cachedOffset(zone, formatter, t) : null;
+  if (offset !== null) {
+    const local = new Date(t + offset);
+    return { hour: local.getUTCHours(), minute: local.getUTCMinutes(), weekday: DAY_NAMES[local.getUTCDay()] };
   }
-  return weekday === null ? null : { hour, minute, weekday };
+  const p = localParts(formatter, when);
+  const weekday = WEEKDAYS[p.weekday];
+  return weekday ? { hour: Number(p.hour), minute: Number(p.minute), weekday } : null;
 }
 
 // --- field extraction (CONTRACT §4) -----------------------------------------------------------
@@ -324,36 +412,47 @@ export function rawValues(context, rules) {
   };
 }
 
-// Vocabulary lookups as Sets, built once per spec object (a model's spec never changes).
-const knownValues = new WeakMap();
+// Per field, value → feature name (`name=value`), built once per spec object (a model's spec
+// never changes): lookups without building strings, and the same interned names every time.
+const compiledSpecs = new WeakMap();
 
-function known(spec) {
-  let sets = knownValues.get(spec);
-  if (!sets) {
-    sets = spec.fields.map((f) => new Set(f.kind === 'categorical' ? f.vocab.slice(0, -2) : f.vocab || []));
-    knownValues.set(spec, sets);
+function compile(spec) {
+  let fields = compiledSpecs.get(spec);
+  if (!fields) {
+    fields = spec.fields.map((field) => {
+      const { name, kind } = field;
+      const vocab = kind === 'numeric' ? [] : field.vocab;
+      const known = kind === 'categorical' ? vocab.slice(0, -2) : vocab;
+      return {
+        name,
+        kind,
+        vocab,
+        names: new Map(known.map((v) => [v, `${name}=${v}`])),
+        other: `${name}=other`,
+        unknown: `${name}=unknown`,
+      };
+    });
+    compiledSpecs.set(spec, fields);
   }
-  return sets;
+  return fields;
 }
 
 /** Active features of `context` as ordered [name, value] pairs; never throws on bad input. */
 export function features(context, spec) {
   const raw = rawValues(context, spec.rules);
-  const sets = known(spec);
   const active = [];
-  spec.fields.forEach((field, i) => {
-    const { name, kind } = field;
-    const value = raw[name];
-    if (kind === 'numeric') {
-      if (value !== 0) active.push([name, value]);
-    } else if (kind === 'multi_hot') {
+  for (const field of compile(spec)) {
+    const value = raw[field.name];
+    if (field.kind === 'numeric') {
+      if (value !== 0) active.push([field.name, value]);
+    } else if (field.kind === 'multi_hot') {
       const present = new Set(value);
-      for (const v of field.vocab) if (present.has(v)) active.push([`${name}=${v}`, 1.0]);
+      for (const v of field.vocab) if (present.has(v)) active.push([field.names.get(v), 1.0]);
     } else {
-      const bucket = !value ? 'unknown' : sets[i].has(value) ? value : 'other';
-      active.push([`${name}=${bucket}`, 1.0]);
+      const bucket = !value ? field.unknown : field.names.get(value) ?? field.other;
+      active.push([bucket, 1.0]);
     }
-  });
+  }
   return active;
 }
 

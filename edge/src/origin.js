@@ -25,6 +25,19 @@ export function isHtml(response) {
   return (response.headers.get('content-type') || '').toLowerCase().startsWith('text/html');
 }
 
+// URLs whose last origin response could not be cached: looking them up again would only cost a
+// cache round trip per request. Forgotten after UNCACHEABLE_TTL_MS, bounded in size.
+const uncacheable = new Map();
+const UNCACHEABLE_TTL_MS = 60_000;
+
+function knownUncacheable(url, nowMs) {
+  const until = uncacheable.get(url);
+  if (until === undefined) return false;
+  if (until > nowMs) return true;
+  uncacheable.delete(url);
+  return false;
+}
+
 /**
  * The origin's response to `request` (sent to `base` + its path and query) and whether it came
  * from the cache. GET requests without credentials look in the cache first; cacheable HTML from
@@ -34,9 +47,10 @@ export function isHtml(response) {
 export async function fetchFromOrigin(request, base, ctx, extraCookie = null) {
   const url = new URL(request.url);
   const originUrl = `${base}${url.pathname}${url.search}`;
+  const nowMs = Date.now();
   const useCache = request.method === 'GET' && !request.headers.has('authorization') && typeof caches !== 'undefined';
   const cacheKey = new Request(originUrl, { method: 'GET' });
-  if (useCache) {
+  if (useCache && !knownUncacheable(originUrl, nowMs)) {
     const cached = await caches.default.match(cacheKey);
     if (cached) return { response: cached, fromCache: true };
   }
@@ -47,7 +61,11 @@ export async function fetchFromOrigin(request, base, ctx, extraCookie = null) {
   }
   const response = await fetch(forwarded);
   if (useCache && isHtml(response) && cacheable(response)) {
+    uncacheable.delete(originUrl);
     ctx.waitUntil(caches.default.put(cacheKey, response.clone()).catch(() => {}));
+  } else if (useCache) {
+    if (uncacheable.size >= 10_000) uncacheable.clear();
+    uncacheable.set(originUrl, nowMs + UNCACHEABLE_TTL_MS);
   }
   return { response, fromCache: false };
 }

@@ -160,18 +160,41 @@ function own(object, key) {
   return object != null && Object.prototype.hasOwnProperty.call(object, key) ? object[key] : undefined;
 }
 
+// A slot's weights by feature (one entry per variant, NaN = no weight), built once per slot
+// object: models are never mutated after loading, and object-key lookups dominate otherwise.
+const compiledSlots = new WeakMap();
+
+function compiled(slot) {
+  let c = compiledSlots.get(slot);
+  if (c) return c;
+  const variants = slot.variants;
+  const bias = variants.map((v) => Number(own(slot.bias, v) ?? 0.0));
+  const byFeature = new Map();
+  variants.forEach((v, i) => {
+    const weights = own(slot.weights, v) ?? {};
+    for (const name of Object.keys(weights)) {
+      const w = weights[name];
+      if (w === null || w === undefined) continue;
+      if (!byFeature.has(name)) byFeature.set(name, new Float64Array(variants.length).fill(NaN));
+      byFeature.get(name)[i] = w;
+    }
+  });
+  c = { variants, bias, byFeature };
+  compiledSlots.set(slot, c);
+  return c;
+}
+
 /** Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order. */
 export function scores(slot, active) {
-  const result = {};
-  for (const variant of slot.variants) {
-    let z = Number(own(slot.bias, variant) ?? 0.0);
-    const weights = own(slot.weights, variant) ?? {};
-    for (const [name, value] of active) {
-      const w = own(weights, name);
-      if (w !== undefined && w !== null) z += w * value;
-    }
-    result[variant] = sigmoid(z);
+  const { variants, bias, byFeature } = compiled(slot);
+  const z = bias.slice();
+  for (const [name, value] of active) {
+    const w = byFeature.get(name);
+    if (w === undefined) continue;
+    for (let i = 0; i < z.length; i++) if (w[i] === w[i]) z[i] += w[i] * value;
   }
+  const result = {};
+  for (let i = 0; i < variants.length; i++) result[variants[i]] = sigmoid(z[i]);
   return result;
 }
 
@@ -208,10 +231,12 @@ export function choiceProbabilities(slot, p) {
 }
 
 function topFeatures(slot, variant, active) {
-  const weights = own(slot.weights, variant) ?? {};
+  const { variants, byFeature } = compiled(slot);
+  const i = variants.indexOf(variant);
   const contributions = [];
   for (const [name, x] of active) {
-    const w = own(weights, name) ?? 0;
+    const w = byFeature.get(name)?.[i];
+    if (w === undefined || w !== w) continue;
     if (w * x !== 0) contributions.push([name, w * x]);
   }
   contributions.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])); // stable: ties keep feature order

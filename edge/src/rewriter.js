@@ -2,10 +2,12 @@
 // each chunk goes out as soon as it has been rewritten; the body is never held whole).
 
 /**
- * Rewrite `response` with the prepared `slots` (slot name → {variant, html, token}).
- * `onShown(slot)` is called for each slot actually found in the page, `onEnd()` at the end.
+ * Rewrite `response` with the prepared `slots` (slot name → {slot, variant, html, token}).
+ * `onShown(prepared)` is called once per slot, when it is first found in the page.
+ * (No document-end handler: workerd then holds the stream's last chunk for a JS round trip.)
  */
-export function rewriteSlots(response, slots, { onShown, onEnd }) {
+export function rewriteSlots(response, slots, onShown) {
+  const seen = new Set();
   return new HTMLRewriter()
     .on('[data-fp-slot]', {
       element(element) {
@@ -18,9 +20,11 @@ export function rewriteSlots(response, slots, { onShown, onEnd }) {
         element.setAttribute('data-fp-variant', prepared.variant);
         if (prepared.token) element.setAttribute('data-fp-decision', prepared.token);
         else element.removeAttribute('data-fp-decision');
-        onShown(prepared.slot);
+        if (!seen.has(prepared.slot)) {
+          seen.add(prepared.slot);
+          onShown(prepared);
+        }
       },
     })
-    .onDocument({ end: onEnd })
     .transform(response);
 }

@@ -9,6 +9,7 @@
 //   FP_CONSENT_REQUIRED  "1": no visitor cookie without `fp_consent=1` (default "0")
 //   FP_MODEL_REFRESH_S   seconds between model refreshes from the origin (default 10)
 //   FP_SITE_HOST         the site's host for `internal` referrers (default: the request's host)
+//   FP_LOG_BATCH_MS      how long a decision waits for others to share its POST (default 100)
 //   FP_DEV               "1": previews without signature and GET /__fp/status
 
 import site from './site.json';
@@ -19,7 +20,7 @@ import { fetchFromOrigin, isHtml, originBase } from './origin.js';
 import { VISITOR_COOKIE, identifyVisitor, parseCookies, requestContext } from './visitor.js';
 import { signDecision, verifyPreview } from './token.js';
 import { rewriteSlots } from './rewriter.js';
-import { logRecord, sendDecisions } from './decision_log.js';
+import { logRecord, queueDecisions } from './decision_log.js';
 
 export default {
   async fetch(request, env, ctx) {
@@ -124,21 +125,12 @@ async function personalize(request, response, { env, ctx, base, model, visitor, 
     slots.set(decision.slot, { slot: decision.slot, variant: decision.variant, html, token, decision, logged });
   }
 
-  const shown = new Set();
-  let documentEnded;
-  const ended = new Promise((resolve) => {
-    documentEnded = resolve;
-  });
-  ctx.waitUntil(
-    ended.then(() => {
-      const records = [];
-      for (const name of shown) {
-        const prepared = slots.get(name);
-        if (prepared.logged) records.push(logRecord(prepared.decision, visitor.id, context, prepared.token));
-      }
-      return sendDecisions(base, records);
-    }),
-  );
+  // A decision is logged once its slot is in the stream; the send is batched (decision_log.js).
+  const logShown = (prepared) => {
+    if (!prepared.logged) return;
+    const send = queueDecisions(env, base, [logRecord(prepared.decision, visitor.id, context, prepared.token)]);
+    if (send) ctx.waitUntil(send);
+  };
 
   const headers = new Headers(response.headers);
   headers.set('cache-control', 'private');
@@ -151,5 +143,5 @@ async function personalize(request, response, { env, ctx, base, model, visitor, 
   if (fromCache) headers.set('x-fp-cache', 'hit');
   if (preview === undefined) headers.set('x-fp-fallback', 'preview-signature');
   const outgoing = new Response(response.body, { status: response.status, statusText: response.statusText, headers });
-  return rewriteSlots(outgoing, slots, { onShown: (slot) => shown.add(slot), onEnd: () => documentEnded() });
+  return rewriteSlots(outgoing, slots, logShown);
 }

@@ -1,0 +1,51 @@
+// Decision microbenchmark: decide() on the 8-variant hero slot of the bundled model, over the
+// contexts of the golden cases, each call timed alone — wall clock (hrtime) and, because other
+// processes preempt a shared machine, also this process's CPU time (cpuUsage, ~1 µs
+// resolution and overhead). Prints JSON (microseconds).
+//   node edge/bench/decide.mjs [iterations]
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { checkModel, decide } from '../src/policy.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const model = await checkModel(JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src/model.json'), 'utf8')));
+const contexts = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'))
+  .filter((c) => c.slot === 'hero')
+  .map((c) => c.context);
+const iterations = Number(process.argv[2] || 50000);
+const variants = model.slots.hero.variants.length;
+
+function quantile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+for (let i = 0; i < 5000; i++) decide(model, contexts[i % contexts.length], 'hero', `v${i}`, `d${i}`); // warm-up
+const samples = new Float64Array(iterations);
+const cpuSamples = new Float64Array(iterations);
+let chosen = 0;
+for (let i = 0; i < iterations; i++) {
+  const context = contexts[i % contexts.length];
+  const cpuStarted = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  const decision = decide(model, context, 'hero', `v${i}`, `d${i}`);
+  samples[i] = Number(process.hrtime.bigint() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStarted);
+  cpuSamples[i] = cpu.user + cpu.system;
+  chosen += decision.propensity > 0 ? 1 : 0;
+}
+samples.sort();
+cpuSamples.sort();
+console.log(JSON.stringify({
+  decision_p50_us: +quantile(samples, 0.5).toFixed(2),
+  decision_p99_us: +quantile(samples, 0.99).toFixed(2),
+  decision_mean_us: +(samples.reduce((a, b) => a + b, 0) / iterations).toFixed(2),
+  decision_cpu_p50_us: quantile(cpuSamples, 0.5),
+  decision_cpu_p99_us: quantile(cpuSamples, 0.99),
+  load_average_1m: +os.loadavg()[0].toFixed(2),
+  decision_iterations: iterations,
+  decision_variants: variants,
+  decision_contexts: contexts.length,
+  decisions_made: chosen,
+}));

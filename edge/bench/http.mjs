@@ -1,0 +1,146 @@
+// The rewriting worker vs a pass-through worker in front of the same origin, in one run: added
+// latency (sequential requests, interleaved) and throughput (concurrent clients, alternating
+// rounds). Everything on 127.0.0.1; loops are bounded by request counts. Prints JSON.
+//   node edge/bench/http.mjs [sequential] [concurrent_total] [concurrency]
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Miniflare } from 'miniflare';
+import { bundleWorker } from '../build.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const [sequential = 400, concurrentTotal = 1200, concurrency = 8] = process.argv.slice(2).map(Number);
+
+const PAGE = `<!doctype html><html><head><title>Trailhead</title></head><body>
+<div class="hero" data-fp-slot="hero"><h1>Gear for every trail</h1></div>
+${'<section><h2>Product</h2><p>Waterproof, breathable, tested on the trail.</p></section>\n'.repeat(150)}
+<aside data-fp-slot="promo"><p>Free shipping on orders over $50.</p></aside></body></html>`;
+
+const origin = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (req.url.startsWith('/v1/decisions')) return res.writeHead(202).end();
+    if (req.url.startsWith('/v1/model')) return res.writeHead(304).end();
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
+  });
+});
+await new Promise((resolve) => origin.listen(0, '127.0.0.1', resolve));
+const originUrl = `http://127.0.0.1:${origin.address().port}`;
+
+function childPids() {
+  try {
+    return execFileSync('pgrep', ['-P', String(process.pid)]).toString().trim().split('\n').map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU time (ms) a process has used so far, from /proc (Linux). */
+function cpuMs(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1000 / 100); // utime + stime, in 1/100 s
+}
+
+async function worker(entry, name) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `fp-bench-${name}-`));
+  const scriptPath = await bundleWorker({ entry, outfile: path.join(dir, 'worker.js') });
+  const before = new Set(childPids());
+  const mf = new Miniflare({
+    modules: true, scriptPath, modulesRoot: dir, compatibilityDate: '2026-04-01', host: '127.0.0.1', port: 0,
+    bindings: { FP_ORIGIN: originUrl, FP_TOKEN_SECRET: 'bench-secret', FP_MODEL_REFRESH_S: '3600' },
+    cf: { country: 'US', timezone: 'America/New_York' },
+  });
+  const url = (await mf.ready).origin;
+  const pid = childPids().find((p) => !before.has(p)); // its workerd process
+  return { mf, url, dir, pid };
+}
+
+const rewriting = await worker(path.join(HERE, '..', 'src', 'worker.js'), 'rewrite');
+const passing = await worker(path.join(HERE, 'passthrough.js'), 'pass');
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+const HEADERS = {
+  'user-agent': 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1',
+  referer: 'https://www.google.com/',
+  'accept-encoding': 'identity',
+};
+
+function get(base) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    http.get(`${base}/?utm_source=newsletter`, { agent, headers: HEADERS }, (res) => {
+      let bytes = 0;
+      res.on('data', (chunk) => (bytes += chunk.length));
+      res.on('end', () => resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, bytes, rewritten: res.headers['x-fp-model'] !== undefined }));
+    }).on('error', reject);
+  });
+}
+
+const quantile = (values, q) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))];
+
+for (let i = 0; i < 100; i++) {
+  await get(rewriting.url);
+  await get(passing.url);
+}
+const latency = { rewrite: [], pass: [] };
+let rewrittenPages = 0;
+for (let i = 0; i < sequential; i++) {
+  const order = i % 2 ? [['pass', passing], ['rewrite', rewriting]] : [['rewrite', rewriting], ['pass', passing]];
+  for (const [name, target] of order) {
+    const result = await get(target.url);
+    latency[name].push(result.ms);
+    if (name === 'rewrite' && result.rewritten) rewrittenPages++;
+  }
+}
+
+async function throughput(target, total) {
+  let next = 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next++ < total) await get(target.url);
+  }));
+  return total / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+// Paired rounds (pass/rewrite, then rewrite/pass, …): the machine's other load drifts, so the
+// ratio is the median of the rounds' own ratios rather than one long run each.
+const ROUNDS = 8;
+const perRound = Math.ceil(concurrentTotal / ROUNDS);
+const rounds = { rewrite: [], pass: [] };
+const cpu = { rewrite: 0, pass: 0 };
+for (let round = 0; round < ROUNDS; round++) {
+  const order = round % 2 ? [['pass', passing], ['rewrite', rewriting]] : [['rewrite', rewriting], ['pass', passing]];
+  for (const [name, target] of order) {
+    const cpuBefore = cpuMs(target.pid);
+    rounds[name].push(await throughput(target, perRound));
+    cpu[name] += cpuMs(target.pid) - cpuBefore;
+  }
+}
+const total = (values) => values.reduce((a, b) => a + b, 0);
+const ratios = rounds.rewrite.map((rps, i) => rps / rounds.pass[i]);
+
+const result = {
+  added_p50_ms: +(quantile(latency.rewrite, 0.5) - quantile(latency.pass, 0.5)).toFixed(3),
+  added_p99_ms: +(quantile(latency.rewrite, 0.99) - quantile(latency.pass, 0.99)).toFixed(3),
+  rewrite_p50_ms: +quantile(latency.rewrite, 0.5).toFixed(3),
+  passthrough_p50_ms: +quantile(latency.pass, 0.5).toFixed(3),
+  throughput_ratio: +quantile(ratios, 0.5).toFixed(3),
+  throughput_ratio_rounds: ratios.map((r) => +r.toFixed(3)),
+  rewrite_rps: +(total(rounds.rewrite) / rounds.rewrite.length).toFixed(1),
+  passthrough_rps: +(total(rounds.pass) / rounds.pass.length).toFixed(1),
+  workerd_cpu_ms_per_request_rewrite: +(cpu.rewrite / (perRound * ROUNDS)).toFixed(3),
+  workerd_cpu_ms_per_request_passthrough: +(cpu.pass / (perRound * ROUNDS)).toFixed(3),
+  sequential_requests_each: sequential,
+  concurrent_requests_each: perRound * ROUNDS,
+  concurrency,
+  page_bytes: PAGE.length,
+  rewritten_pages: rewrittenPages,
+};
+agent.destroy();
+for (const w of [rewriting, passing]) {
+  await w.mf.dispose();
+  fs.rmSync(w.dir, { recursive: true, force: true });
+}
+origin.close();
+console.log(JSON.stringify(result));
