@@ -60,6 +60,7 @@ async function worker(entry, name) {
 
 const rewriting = await worker(path.join(HERE, '..', 'src', 'worker.js'), 'rewrite');
 const passing = await worker(path.join(HERE, 'passthrough.js'), 'pass');
+const floor = await worker(path.join(HERE, 'noop_rewriter.js'), 'floor');
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 const HEADERS = {
   'user-agent': 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1',
@@ -103,14 +104,15 @@ async function throughput(target, total) {
   }));
   return total / (Number(process.hrtime.bigint() - started) / 1e9);
 }
-// Paired rounds (pass/rewrite, then rewrite/pass, …): the machine's other load drifts, so the
-// ratio is the median of the rounds' own ratios rather than one long run each.
+// Rounds of pass-through / rewriting / no-op-rewriter, in rotating order: the machine's other
+// load drifts, so a ratio is the median of the rounds' own ratios rather than one long run each.
 const ROUNDS = 8;
 const perRound = Math.ceil(concurrentTotal / ROUNDS);
-const rounds = { rewrite: [], pass: [] };
-const cpu = { rewrite: 0, pass: 0 };
+const rounds = { rewrite: [], pass: [], floor: [] };
+const cpu = { rewrite: 0, pass: 0, floor: 0 };
 for (let round = 0; round < ROUNDS; round++) {
-  const order = round % 2 ? [['pass', passing], ['rewrite', rewriting]] : [['rewrite', rewriting], ['pass', passing]];
+  const order = [['pass', passing], ['rewrite', rewriting], ['floor', floor]];
+  for (let k = 0; k < round % 3; k++) order.push(order.shift());
   for (const [name, target] of order) {
     const cpuBefore = cpuMs(target.pid);
     rounds[name].push(await throughput(target, perRound));
@@ -119,6 +121,7 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const total = (values) => values.reduce((a, b) => a + b, 0);
 const ratios = rounds.rewrite.map((rps, i) => rps / rounds.pass[i]);
+const floorRatios = rounds.rewrite.map((rps, i) => rps / rounds.floor[i]);
 
 const result = {
   added_p50_ms: +(quantile(latency.rewrite, 0.5) - quantile(latency.pass, 0.5)).toFixed(3),
@@ -127,10 +130,13 @@ const result = {
   passthrough_p50_ms: +quantile(latency.pass, 0.5).toFixed(3),
   throughput_ratio: +quantile(ratios, 0.5).toFixed(3),
   throughput_ratio_rounds: ratios.map((r) => +r.toFixed(3)),
+  throughput_ratio_vs_noop_rewriter: +quantile(floorRatios, 0.5).toFixed(3),
+  noop_rewriter_rps: +(total(rounds.floor) / rounds.floor.length).toFixed(1),
   rewrite_rps: +(total(rounds.rewrite) / rounds.rewrite.length).toFixed(1),
   passthrough_rps: +(total(rounds.pass) / rounds.pass.length).toFixed(1),
   workerd_cpu_ms_per_request_rewrite: +(cpu.rewrite / (perRound * ROUNDS)).toFixed(3),
   workerd_cpu_ms_per_request_passthrough: +(cpu.pass / (perRound * ROUNDS)).toFixed(3),
+  workerd_cpu_ms_per_request_noop_rewriter: +(cpu.floor / (perRound * ROUNDS)).toFixed(3),
   sequential_requests_each: sequential,
   concurrent_requests_each: perRound * ROUNDS,
   concurrency,
@@ -138,7 +144,7 @@ const result = {
   rewritten_pages: rewrittenPages,
 };
 agent.destroy();
-for (const w of [rewriting, passing]) {
+for (const w of [rewriting, passing, floor]) {
   await w.mf.dispose();
   fs.rmSync(w.dir, { recursive: true, force: true });
 }

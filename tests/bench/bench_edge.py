@@ -1,0 +1,78 @@
+"""Edge worker benchmark → `build/bench/edge.json`.
+
+- `decision_p50_us`, `decision_p99_us`: `decide()` on the 8-variant hero slot, each call timed
+  alone (`edge/bench/decide.mjs`, node's V8 — workerd's clocks do not move during compute).
+- `added_p50_ms`, `added_p99_ms`, `throughput_ratio`: the rewriting worker against a
+  pass-through worker in front of the same 127.0.0.1 origin, both in workerd, in one run
+  (`edge/bench/http.mjs`): sequential interleaved requests, then paired concurrent rounds.
+- `bundle_gzip_kb`: the minified esbuild bundle of the worker without the model, gzipped.
+Targets: decision p99 ≤ 20 µs, added p50 ≤ 1 ms, throughput ratio ≥ 0.9, bundle ≤ 50 KB.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = {
+    "decision_p99_us": 20.0,
+    "added_p50_ms": 1.0,
+    "throughput_ratio": 0.9,
+    "bundle_gzip_kb": 50.0,
+}
+
+
+def _node_json(*args: str, timeout_s: float = 600) -> dict[str, Any]:
+    done = subprocess.run(
+        ["node", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"node {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bundle_size() -> dict[str, float]:
+    """Gzipped size of the worker bundle without model.json (minified and as written)."""
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, flags in (("bundle_gzip_kb", ["--minify"]), ("bundle_unminified_gzip_kb", [])):
+            out = Path(tmp) / f"{name}.js"
+            subprocess.run(
+                ["node", "edge/build.mjs", str(out), "--no-model", *flags],
+                cwd=ROOT, check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            sizes[name] = round(len(gzip.compress(out.read_bytes(), 9)) / 1024, 2)
+    model = (ROOT / "edge" / "src" / "model.json").read_bytes()
+    sizes["model_gzip_kb"] = round(len(gzip.compress(model, 9)) / 1024, 2)
+    return sizes
+
+
+def run() -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    results.update(_node_json("edge/bench/decide.mjs", "50000"))
+    results.update(_node_json("edge/bench/http.mjs", "400", "1600", "8"))
+    results.update(bundle_size())
+    results["cpus"] = os.cpu_count()
+    results["targets"] = TARGETS
+    results["met"] = {
+        "decision_p99_us": results["decision_p99_us"] <= TARGETS["decision_p99_us"],
+        "added_p50_ms": results["added_p50_ms"] <= TARGETS["added_p50_ms"],
+        "throughput_ratio": results["throughput_ratio"] >= TARGETS["throughput_ratio"],
+        "bundle_gzip_kb": results["bundle_gzip_kb"] <= TARGETS["bundle_gzip_kb"],
+    }
+    return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    return (
+        f"decision p50 {results['decision_p50_us']} µs / p99 {results['decision_p99_us']} µs; "
+        f"added p50 {results['added_p50_ms']} ms / p99 {results['added_p99_ms']} ms; "
+        f"throughput ratio {results['throughput_ratio']}; "
+        f"bundle {results['bundle_gzip_kb']} KB gz (load avg {results.get('load_average_1m')})"
+    )
