@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from model_export import evaluate
 from model_export.export import model_from_fit, write_artifacts
 from model_export.features import default_spec
 from model_export.simulate import Simulator, simulate_log, true_value, uniform_model
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
     site_json = commands.add_parser("site-json", help="print site.toml as JSON (edge bundle)")
     site_json.add_argument("site", type=Path, nargs="?", default=SITE_TOML)
+    evaluate.add_cli(commands)
     return parser
 
 
@@ -118,6 +120,8 @@ def _train(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 on bad input)."""
     args = _parser().parse_args(argv)
+    if args.command == "evaluate":
+        return evaluate.cli(args)
     try:
         if args.command == "simulate":
             count = simulate_log(
