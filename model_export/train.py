@@ -153,13 +153,11 @@ def encode(contexts: list[Any], spec: Mapping[str, Any], label: str = "features"
     """The dense feature rows of `contexts` (`feature_names(spec)` columns), float64."""
     names = feature_names(spec)
     index = {name: i for i, name in enumerate(names)}
+    per_row = {**spec, "fields": [f for f in spec["fields"] if f["name"] in _PER_ROW_FIELDS]}
+    rest_spec = {**spec, "fields": [f for f in spec["fields"] if f["name"] not in _PER_ROW_FIELDS]}
 
-    def columns(part: Mapping[str, Any], per_row: bool) -> list[tuple[int, float]]:
-        return [
-            (index[name], value)
-            for name, value in features(part, spec)
-            if (name.split("=", 1)[0] in _PER_ROW_FIELDS) == per_row
-        ]
+    def columns(part: Mapping[str, Any], part_spec: Mapping[str, Any]) -> list[tuple[int, float]]:
+        return [(index[name], value) for name, value in features(part, part_spec)]
 
     repeated: dict[str, list[tuple[int, float]]] = {}
     rows: list[int] = []
@@ -172,8 +170,8 @@ def encode(contexts: list[Any], spec: Mapping[str, Any], label: str = "features"
         rest = {k: v for k, v in context.items() if k not in _PER_ROW_KEYS}
         key = json.dumps(rest, sort_keys=True)
         if key not in repeated:
-            repeated[key] = columns(rest, per_row=False)
-        own = columns({k: context[k] for k in _PER_ROW_KEYS if k in context}, per_row=True)
+            repeated[key] = columns(rest, rest_spec)
+        own = columns({k: context[k] for k in _PER_ROW_KEYS if k in context}, per_row)
         for col, value in repeated[key] + own:
             rows.append(r)
             cols.append(col)
