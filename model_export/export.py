@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -14,7 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from model_export.features import feature_names
 from model_export.policy import FORMAT, model_sha256, seal
-from model_export.train import Fitted
+
+if TYPE_CHECKING:  # training pulls in scikit-learn; building a model.json does not need it
+    from model_export.train import Fitted
 
 OPSET = 17
 IR_VERSION = 9  # what onnxruntime releases from 1.16 on load
