@@ -346,6 +346,24 @@ function localTime(context) {
 
 // --- field extraction (CONTRACT §4) -----------------------------------------------------------
 
+// `s` up to the first of the characters in `stops` (String.split with a RegExp is slow in V8).
+function beforeAny(s, stops) {
+  for (let i = 0; i < s.length; i++) if (stops.includes(s[i])) return s.slice(0, i);
+  return s;
+}
+
+// The first non-empty `/`-separated segment of `path`, or ''.
+function firstSegment(path) {
+  let start = 0;
+  while (start < path.length) {
+    const end = path.indexOf('/', start);
+    const stop = end < 0 ? path.length : end;
+    if (stop > start) return path.slice(start, stop);
+    start = stop + 1;
+  }
+  return '';
+}
+
 /** Each field's raw value before vocabulary lookup (`null` = unknown). */
 export function rawValues(context, rules) {
   if (!isPlainObject(context)) context = {};
@@ -375,10 +393,10 @@ export function rawValues(context, rules) {
   const hour = local === null ? null : local.hour + local.minute / 60.0;
 
   const country = upper(trim(text(context.country)));
-  let language = text(context.accept_language).split(',', 1)[0].split(';', 1)[0];
-  language = lower(trim(language).split(/[-_]/, 1)[0]);
+  let language = trim(beforeAny(text(context.accept_language), ',;'));
+  language = lower(beforeAny(language, '-_'));
   const returning = context.returning;
-  const segments = path.split('/').filter((s) => s);
+  const section = firstSegment(path);
 
   const session = isPlainObject(context.session) ? context.session : {};
   const categories = Array.isArray(session.categories) ? session.categories : [];
@@ -404,7 +422,7 @@ export function rawValues(context, rules) {
     country: COUNTRY.test(country) ? country : null,
     language: LANGUAGE.test(language) ? language : null,
     visitor: typeof returning === 'boolean' ? (returning ? 'returning' : 'new') : null,
-    landing_section: segments.length ? lower(segments[0]) : 'home',
+    landing_section: section ? lower(section) : 'home',
     session_categories: categories.filter((c) => typeof c === 'string').map((c) => lower(trim(c))),
     price_band: priceBand,
     session_pages: Math.log1p(Math.min(pages, rules.max_pages)) / Math.log1p(rules.max_pages),
@@ -446,6 +464,7 @@ export function features(context, spec) {
     if (field.kind === 'numeric') {
       if (value !== 0) active.push([field.name, value]);
     } else if (field.kind === 'multi_hot') {
+      if (!value.length) continue;
       const present = new Set(value);
       for (const v of field.vocab) if (present.has(v)) active.push([field.names.get(v), 1.0]);
     } else {
