@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from model_export import evaluate, simulate
 from model_export.export import build_model
 from model_export.features import default_spec, features
+from tests.conftest import ROOT
 
 N_LOG = 25_000
 SEED = 11
@@ -137,27 +139,17 @@ def test_bad_log_line_is_named(tmp_path, line, message):
     assert f"{log}:1" in str(caught.value)
 
 
-def test_cli_prints_a_table_and_writes_json(uniform_log, tmp_path, capsys):
+def test_cli_prints_a_table_and_writes_json(uniform_log, tmp_path):
     log, model, out = tmp_path / "log.jsonl", tmp_path / "model.json", tmp_path / "eval.json"
     log.write_text("".join(json.dumps(r) + "\n" for r in uniform_log[:3000]))
     model.write_text(json.dumps(CANDIDATES["truth-shaped"]))
-    parser = argparse.ArgumentParser()
-    evaluate.add_cli(parser.add_subparsers())
-    args = parser.parse_args(
-        [
-            "evaluate",
-            "--log",
-            str(log),
-            "--model",
-            str(model),
-            "--bootstrap",
-            "100",
-            "--json",
-            str(out),
-        ]
-    )
-    assert args.run(args) == 0
-    printed = capsys.readouterr().out
+    done = subprocess.run(
+        [sys.executable, "-m", "model_export", "evaluate", "--log", str(log), "--model",
+         str(model), "--bootstrap", "100", "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout
     for label in ("candidate IPS", "candidate SNIPS", "candidate DR", "logged policy"):
         assert label in printed
     (report,) = json.loads(out.read_text())["reports"]
