@@ -1,7 +1,6 @@
 """Measurement in Chromium: a click on the hero's call-to-action reaches the origin with a valid
 token and is joined to its decision; consent mode keeps the visitor anonymous until consent.
 (A user agent is always set: Playwright's default one says HeadlessChrome, a bot to the policy.)"""
-# ruff: noqa: F811  (the fixtures are imported from tests.support_browser)
 
 from __future__ import annotations
 
@@ -14,13 +13,11 @@ from origin.tokens import verify
 from tests.support_browser import (
     DESKTOP_UA,
     TEST_SECRET,
-    chromium,  # noqa: F401
-    dist,  # noqa: F401
     records,
-    site,  # noqa: F401
 )
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 HERO_DECISION = (
     "firstpaint.decisions.filter((d) => d.slot === 'hero' && d.token).map((d) => ({"

@@ -1,6 +1,5 @@
 """First paint in Chromium: the hero is the policy's choice when it is first painted, and it never
 changes afterwards; a missing snippet or model leaves the default hero and no page error."""
-# ruff: noqa: F811  (the fixtures are imported from tests.support_browser)
 
 from __future__ import annotations
 
@@ -22,18 +21,16 @@ from tests.support_browser import (
     PAINT_LOG,
     REFERRERS,
     TEST_SECRET,
-    chromium,  # noqa: F401  (fixture)
-    dist,  # noqa: F401  (fixture)
     local_hour,
     painted,
     policy_variant,
     records,
-    site,  # noqa: F401  (fixture)
     zone_at,
 )
 from tests.support_edge import cf_header, edge_worker
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 DEVICES = {
     "mobile": {

@@ -1,6 +1,5 @@
 """The Python policy inside Pyodide, in Chromium: it reproduces every golden vector, decides the
 page's idle slots after load, re-decides them on exit intent, and an attribute turns it off."""
-# ruff: noqa: F811  (the fixtures are imported from tests.support_browser)
 
 from __future__ import annotations
 
@@ -12,14 +11,12 @@ import pytest
 from model_export.site import load_site
 from tests.support_browser import (
     DESKTOP_UA,
-    chromium,  # noqa: F401
-    dist,  # noqa: F401
     policy_variant,
     records,
-    site,  # noqa: F401
 )
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 READY = "window.firstpaint && firstpaint.pyodide && firstpaint.pyodide.ready"
 PROMO_HTML = load_site().slots["promo"].variants

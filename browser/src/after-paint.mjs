@@ -1,4 +1,4 @@
-// Everything the snippet does once the document is parsed, kept out of the first-paint path:
+// Everything the snippet does after `load`, kept out of the first-paint path:
 // decision tokens, impression / click / conversion events batched through sendBeacon, and,
 // after `load` when the page is idle, the Python policy in a Pyodide module worker for
 // `data-fp-when="idle"` slots, re-decided on in-session signals (scroll depth, exit intent).
@@ -186,7 +186,5 @@ export function start(host) {
     worker.onerror = guard((e) => fallback("pyodide worker: " + e.message));
   }
 
-  const whenIdle = guard(() => (W.requestIdleCallback || setTimeout)(guard(startPython)));
-  if (D.readyState === "complete") whenIdle();
-  else W.addEventListener("load", whenIdle);
+  (W.requestIdleCallback || setTimeout)(guard(startPython)); // start() runs after `load`
 }

@@ -8,7 +8,7 @@
 // parsed (a MutationObserver sees the slot before it is ever painted), so nothing flickers and
 // nothing is hidden: a slot that cannot be decided in time keeps its default content.
 // Only first-paint work lives here; events, decision logging and the Pyodide worker are in
-// after-paint.mjs, imported once the document is parsed.
+// after-paint.mjs, imported after `load`.
 // Every entry point is guarded: a failure never reaches the host page, it falls back to the
 // default content and is recorded, with its reason, in `firstpaint.fallbacks`.
 import { isBot } from "../../edge/src/features.js";
@@ -145,9 +145,17 @@ guard(() => {
       observer.takeRecords().forEach((m) => m.addedNodes.forEach((node) => scan(node, false)));
       observer.disconnect();
       parsing = false;
-      import(new URL("after-paint.mjs", script.src))
-        .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
-        .catch((err) => fallback("after-paint: " + err.message));
     }),
+  );
+  // Measurement waits for `load`, so it never competes with the first paint.
+  W.addEventListener(
+    "load",
+    guard(() =>
+      setTimeout(() =>
+        import(new URL("after-paint.mjs", script.src))
+          .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
+          .catch((err) => fallback("after-paint: " + err.message)),
+      ),
+    ),
   );
 })();

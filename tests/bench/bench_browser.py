@@ -1,0 +1,173 @@
+"""Browser benchmark: what the snippet and the Pyodide worker cost the page, in Debian's Chromium.
+
+- `fcp_ratio`: median first contentful paint over fresh contexts (cold HTTP cache) of the demo
+  home page with the snippet (`data-fp-pyodide="off"`) / the same page without the model and
+  snippet tags. Both pages are a snapshot of the origin's `/`, served with every file they use
+  by one in-process HTTP/1.1 server, so the only difference is the two tags; runs interleave.
+- `fcp_ratio_with_pyodide`: the same with the Pyodide worker on (it loads after `load`, when
+  idle; each run waits until it is ready, so its download and start-up really happen).
+- `pyodide_ready_cold_ms` / `pyodide_ready_warm_ms`: worker creation → Python policy ready
+  (`firstpaint.pyodide.ready_ms`), on the real origin: a fresh context, then a reload in it.
+- `snippet_gzip_kb` (first-paint file), `after_paint_gzip_kb` (imported once parsed).
+Targets: fcp ratios ≤ 1.05, snippet ≤ 4 KB gzipped.
+"""
+
+from __future__ import annotations
+
+import http.server
+import statistics
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ROOT
+from tests.support_browser import DESKTOP_UA, DIST, GOLDEN_MODEL, STABLE_MODEL, build_dist, launch
+from tests.support_origin import running_origin
+
+RUNS = 15
+PYODIDE_RUNS = 3
+TAGS = ('<script src="/fp/model.js?v=', '<script src="/fp/snippet.js"></script>')
+TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
+         ".wasm": "application/wasm", ".json": "application/json", ".zip": "application/zip",
+         ".whl": "application/zip", ".html": "text/html; charset=utf-8"}  # fmt: skip
+
+
+def _pages(origin_url: str) -> dict[str, bytes]:
+    """The origin's home page with the snippet (Pyodide on and off) and without it."""
+    page = httpx.get(origin_url + "/", headers={"user-agent": DESKTOP_UA}).text
+    start = page.index(TAGS[0])
+    end = page.index(TAGS[1]) + len(TAGS[1])
+    snippet_off = TAGS[1].replace("></script>", ' data-fp-pyodide="off"></script>')
+    return {
+        "/with.html": page.encode(),
+        "/snippet.html": page.replace(TAGS[1], snippet_off).encode(),
+        "/without.html": (page[:start] + page[end:]).encode(),
+    }
+
+
+@contextmanager
+def _static(files: dict[str, bytes], roots: dict[str, Path]) -> Iterator[str]:
+    """Serve `files` (path → bytes) and directories (`roots`: prefix → dir) on 127.0.0.1."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _body(self, path: str) -> bytes | None:
+            if path in files:
+                return files[path]
+            for prefix, root in roots.items():
+                if path.startswith(prefix):
+                    target = (root / path[len(prefix) :]).resolve()
+                    if target.is_file() and target.is_relative_to(root.resolve()):
+                        return target.read_bytes()
+            return None
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            body = self._body(path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("content-type", TYPES.get(Path(path).suffix, "text/plain"))
+            self.send_header("content-length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def do_POST(self) -> None:  # decisions and beacons: accepted, not recorded
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fcp(browser: Any, url: str, wait_for_pyodide: bool = False) -> float:
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
+        fcp = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+        if wait_for_pyodide:
+            page.wait_for_function(
+                "firstpaint.pyodide && firstpaint.pyodide.ready", timeout=180_000
+            )
+        return fcp
+    finally:
+        context.close()
+
+
+def _pyodide_ready(browser: Any, url: str) -> tuple[float, float]:
+    """(cold, warm) ready times: a fresh context, then a reload in the same context."""
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    try:
+        page = context.new_page()
+        times = []
+        for _ in range(2):
+            page.goto(url)
+            page.wait_for_function(
+                "firstpaint.pyodide && firstpaint.pyodide.ready", timeout=180_000
+            )
+            times.append(page.evaluate("firstpaint.pyodide.ready_ms"))
+        return times[0], times[1]
+    finally:
+        context.close()
+
+
+def run() -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    manifest = build_dist()
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        browser = launch(playwright)
+        with running_origin(Path(tmp), model=GOLDEN_MODEL, env=STABLE_MODEL) as origin:
+            model_js = httpx.get(origin.url + "/fp/model.js").content
+            pages = _pages(origin.url)
+            ready = [_pyodide_ready(browser, origin.url + "/") for _ in range(PYODIDE_RUNS)]
+        roots = {
+            "/fp/pyodide/": ROOT / "node_modules" / "pyodide",
+            "/fp/": DIST,
+            "/static/": ROOT / "origin" / "site" / "static",
+        }
+        fcp: dict[str, list[float]] = {"without": [], "snippet": [], "with": []}
+        with _static({**pages, "/fp/model.js": model_js}, roots) as url:
+            for i in range(RUNS):
+                order = ["without", "snippet", "with"] if i % 2 else ["with", "snippet", "without"]
+                for name in order:
+                    fcp[name].append(_fcp(browser, f"{url}/{name}.html", name == "with"))
+        browser.close()
+    median = {name: statistics.median(values) for name, values in fcp.items()}
+    return {
+        "fcp_ratio": round(median["snippet"] / median["without"], 3),
+        "fcp_ratio_with_pyodide": round(median["with"] / median["without"], 3),
+        "fcp_median_ms": {name: round(value, 1) for name, value in median.items()},
+        "fcp_runs": RUNS,
+        "snippet_gzip_kb": round(manifest["snippet_gzip_bytes"] / 1024, 2),
+        "after_paint_gzip_kb": round(manifest["after_paint_gzip_bytes"] / 1024, 2),
+        "pyodide_ready_cold_ms": round(statistics.median(c for c, _ in ready)),
+        "pyodide_ready_warm_ms": round(statistics.median(w for _, w in ready)),
+        "pyodide_runs": PYODIDE_RUNS,
+    }
+
+
+def summary(results: dict[str, Any]) -> str:
+    return (
+        f"fcp ×{results['fcp_ratio']} with the snippet, ×{results['fcp_ratio_with_pyodide']} with "
+        f"Pyodide (target ≤ 1.05); snippet {results['snippet_gzip_kb']} KB gz (target ≤ 4) "
+        f"+ {results['after_paint_gzip_kb']} KB after paint; Pyodide ready "
+        f"{results['pyodide_ready_cold_ms']} ms cold, {results['pyodide_ready_warm_ms']} ms warm"
+    )
