@@ -7,6 +7,7 @@ code, content type and response body must be what the server really answers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -119,8 +120,12 @@ def _admin(summary: str, responses: dict[str, Any], body: dict[str, Any] | None 
     return operation
 
 
-def description() -> dict[str, Any]:
-    """The OpenAPI 3.0 document."""
+def description(slots: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0 document; `slots`: the site's slot names, when known."""
+    schemas = json.loads(json.dumps(SCHEMAS))
+    if slots:
+        schemas["DecideRequest"]["properties"]["slots"]["items"]["enum"] = slots
+        schemas["LoggedDecision"]["properties"]["slot"]["enum"] = slots
     accepted = {"202": {"description": "Committed durably.", "content": {JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}
     model = {"description": "model.json (CONTRACT §5)", "content": {JSON: {"schema": {"type": "object"}}},
              "headers": {"ETag": {"schema": {"type": "string"}}}}  # fmt: skip
@@ -197,14 +202,15 @@ def description() -> dict[str, Any]:
         "info": {"title": "firstpaint origin", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(description())
+    origin = getattr(request.app.state, "origin", None)
+    return JSONResponse(description(list(origin.site.slots) if origin is not None else None))
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

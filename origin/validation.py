@@ -237,7 +237,7 @@ def decide_request(body: Any, site_slots: dict[str, list[str]], limits: Limits) 
     if len(slots) > limits.max_slots:
         raise RequestError(413, "too_large", f"slots: {len(slots)} slots; the limit is {limits.max_slots}")
     for i, slot in enumerate(slots):
-        if slot not in site_slots:
+        if not isinstance(slot, str) or slot not in site_slots:
             raise _bad(f"slots[{i}]", f"unknown slot {slot!r}")
     return {
         "slots": list(dict.fromkeys(slots)),

@@ -70,7 +70,8 @@ class SqliteStorage:
                     self._db.executemany("INSERT INTO log (kind, record) VALUES (?, ?)", rows)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite commit failed: {exc}") from exc
@@ -135,7 +136,8 @@ class SqliteStorage:
                     )
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
+                        self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot publish model {model.version}: {exc}") from exc
