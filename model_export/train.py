@@ -119,9 +119,9 @@ def read_log(
             continue
         try:
             try:
-                record = json.loads(text)
-            except ValueError as exc:
-                raise LogError(number, f"not JSON ({exc})") from None
+                record = json.loads(text.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                raise LogError(number, f"not JSON ({exc.msg} at column {exc.colno})") from None
             check_record(record, number, slots)
         except LogError as exc:
             if not skip_invalid:
