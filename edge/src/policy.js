@@ -243,8 +243,9 @@ function topFeatures(slot, variant, active) {
   return contributions.slice(0, 3);
 }
 
+// getRandomValues, not randomUUID: browsers offer only the former on plain-http pages.
 function randomId() {
-  return crypto.randomUUID().replace(/-/g, '');
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /**

@@ -119,11 +119,11 @@ async function personalize(request, response, { env, ctx, base, model, visitor, 
   }
   const decisionMs = performance.now() - started;
 
+  const tokens = await Promise.all(decisions.map(({ decision, logged }) => (logged ? signDecision(env.FP_TOKEN_SECRET, decision, nowMs) : null)));
   const slots = new Map();
-  for (const { decision, html, logged } of decisions) {
-    const token = logged ? await signDecision(env.FP_TOKEN_SECRET, decision, nowMs) : null;
-    slots.set(decision.slot, { slot: decision.slot, variant: decision.variant, html, token, decision, logged });
-  }
+  decisions.forEach(({ decision, html, logged }, i) => {
+    slots.set(decision.slot, { slot: decision.slot, variant: decision.variant, html, token: tokens[i], decision, logged });
+  });
 
   // A decision is logged once its slot is in the stream; the send is batched (decision_log.js).
   const logShown = (prepared) => {
