@@ -57,6 +57,8 @@ class SqliteStorage:
         if mode.lower() != "wal":
             raise StorageError(f"SQLite database {path!r} refused WAL mode (got {mode!r})")
         self._state: dict[str, tuple[dict[str, str], int]] = {}
+        # Its own lock: a session lookup on the request path must never wait for a commit's fsync.
+        self._state_lock = threading.Lock()
         self._updates = 0
 
     # --- the log ------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ class SqliteStorage:
         self, key: str, incr: dict[str, float], assign: dict[str, str], ttl_s: int
     ) -> None:
         now = self._clock.now_ms()
-        with self._lock:
+        with self._state_lock:
             fields, expires = self._state.get(key, ({}, 0))
             if expires <= now:
                 fields = {}
@@ -180,7 +182,7 @@ class SqliteStorage:
                 self._state = {k: v for k, v in self._state.items() if v[1] > now}
 
     def get_state(self, key: str) -> dict[str, str]:
-        with self._lock:
+        with self._state_lock:
             fields, expires = self._state.get(key, ({}, 0))
             return dict(fields) if expires > self._clock.now_ms() else {}
 
