@@ -70,15 +70,18 @@ class EdgeWorker:
         return httpx.get(self.url + "/__fp/status", timeout=10).json()
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM the server (it disposes workerd) and wait; SIGKILL its process group if stuck."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # its own session: node + workerd only
-            self.process.wait(timeout=timeout_s)
+        """SIGTERM the server (it disposes workerd) and wait; then make sure its group is gone."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout_s)
+        # The server runs in its own session (group id = its PID): node and the workerd it
+        # spawned, nothing else. Reap a workerd that outlived its parent.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def _pump(stream: Any, lines: list[str], ready: queue.Queue) -> None:
