@@ -257,3 +257,20 @@ test('a slot the origin already decided is left as the origin rendered it', asyn
   const decisions = await origin.waitForDecisions(1);
   assert.deepEqual(decisions.map((d) => d.slot), ['promo']);
 });
+
+test('origin HTML that may not be cached is fetched every time, and HEAD passes through', async (t) => {
+  const { origin, mf } = await setup(t, {
+    '/': page(HOME, { 'cache-control': 'no-store' }),
+    '/cookie': page(HOME, { 'cache-control': 'public, max-age=300', 'set-cookie': 'session=abc' }),
+  });
+  for (const path of ['/', '/', '/cookie', '/cookie']) {
+    const response = await mf.dispatchFetch(`https://shop.example${path}`, { headers: { 'user-agent': DESKTOP } });
+    assert.equal(response.headers.get('x-fp-cache'), null);
+    assert.ok(slotElement(await response.text(), 'hero').attributes['data-fp-variant']);
+  }
+  assert.equal(origin.requests.filter((r) => r.path === '/').length, 2);
+  assert.equal(origin.requests.filter((r) => r.path === '/cookie').length, 2);
+  const head = await mf.dispatchFetch('https://shop.example/', { method: 'HEAD', headers: { 'user-agent': DESKTOP } });
+  assert.equal(head.headers.get('x-fp-model'), null);
+  assert.equal(head.headers.get('cache-control'), 'no-store');
+});
