@@ -20,19 +20,21 @@ publish intervals all run in simulated time, and nothing waits in real time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model_export import baselines, simulate
+from model_export import baselines, policy, simulate
 from model_export.export import model_from_fit
 from model_export.features import features
 from model_export.train import DecisionLog, fit
@@ -204,7 +206,7 @@ def run(requests: int = REQUESTS, days: int = DAYS) -> dict[str, Any]:
         "oracle": baselines.Oracle(variants, lambda c, s, v: p_now[s][v]),
     }
     n = requests * len(SLOTS)
-    tracks = {name: Track(n) for name in ("online", *arms, "single")}
+    tracks = {name: Track(n) for name in ("online", *arms, "single", "explore_cap")}
     truth_rows: list[tuple[str, dict[str, float]]] = []
     times = np.zeros(n, dtype=np.int64)
     segment = np.zeros(n, dtype=bool)
@@ -213,76 +215,134 @@ def run(requests: int = REQUESTS, days: int = DAYS) -> dict[str, Any]:
     versions: set[str] = set()
     process, url = start_origin(workdir, model_path, START_MS)
     started = time.monotonic()
+    # One HTTP worker thread: the origin answers visitor i+1 while this thread scores visitor
+    # i for the other policies. Requests stay in order, so the origin's clock only moves on.
+    http = httpx.Client(base_url=url, timeout=120)
+    wire = ThreadPoolExecutor(max_workers=1)
+
+    def decide(t_ms: int, visitor_id: str, context: dict) -> list[dict[str, Any]]:
+        body = {"slots": list(SLOTS), "context": context, "visitor_id": visitor_id}
+        answer = http.post("/v1/decide", json=body, headers={SIM_HEADER: str(t_ms)})
+        answer.raise_for_status()
+        return answer.json()["decisions"]
+
+    def send(batch: list[dict[str, Any]], t_ms: int) -> None:
+        sent = http.post("/v1/events", json={"events": batch}, headers={SIM_HEADER: str(t_ms)})
+        if sent.status_code != 202:
+            raise RuntimeError(f"events refused: {sent.status_code} {sent.text}")
+
+    sending: Future | None = None
     try:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            for i in range(requests):
-                t_ms = START_MS + i * gap_ms
-                clock_ms[0] = t_ms
-                visitor_id, context = sim.visitor(t_ms)
-                active = {name for name, _ in features(context, sim.spec)}
-                affected = bool({simulate.DRIFT_SEGMENT, "utm_campaign=camping_launch"} & active)
-                answer = http.post(
-                    "/v1/decide",
-                    json={"slots": list(SLOTS), "context": context, "visitor_id": visitor_id},
-                    headers={SIM_HEADER: str(t_ms)},
+        upcoming = (START_MS, *sim.visitor(START_MS))
+        pending = wire.submit(decide, *upcoming)
+        for i in range(requests):
+            t_ms, visitor_id, context = upcoming
+            clock_ms[0] = t_ms
+            shown = {d["slot"]: d for d in pending.result()}
+            if i + 1 < requests:
+                t_next = START_MS + (i + 1) * gap_ms
+                upcoming = (t_next, *sim.visitor(t_next))
+                pending = wire.submit(decide, *upcoming)
+            active = features(context, sim.spec)
+            names = {name for name, _ in active}
+            affected = bool({simulate.DRIFT_SEGMENT, "utm_campaign=camping_launch"} & names)
+            for j, slot in enumerate(SLOTS):
+                k = i * len(SLOTS) + j
+                times[k], segment[k] = t_ms, affected
+                p_now[slot] = true_probabilities(sim, active, t_ms, slot, variants[slot])
+                if i % 1000 == 0:  # the shortcut must agree with the simulator itself
+                    check_truth(sim, context, slot, p_now[slot])
+                truth_rows.append((slot, p_now[slot]))
+                tracks["explore_cap"].add(exploring_oracle(slots_config[slot], p_now[slot]), 0)
+                u = outcomes.random()
+                decision = shown[slot]
+                versions.add(decision["model_version"])
+                p = p_now[slot][decision["variant"]]
+                tracks["online"].add(p, u < p)
+                events.append(_event("impression", decision, t_ms + 1000))
+                if u < p:
+                    events.append(_event("click", decision, t_ms + 8000))
+                decision_id = f"b{i}-{slot}"
+                for name, arm in arms.items():
+                    variant, propensity = arm.decide(t_ms, visitor_id, context, slot, decision_id)
+                    q = p_now[slot][variant]
+                    tracks[name].add(q, u < q)
+                    arm.observe({
+                        "decision_id": decision_id, "slot": slot, "variant": variant,
+                        "propensity": propensity, "context": context,
+                        "visitor_id": visitor_id, "ts_ms": t_ms, "engaged": int(u < q),
+                    })  # fmt: skip
+            if (i + 1) % batch_every == 0 or i + 1 == requests:
+                if sending is not None:
+                    sending.result()
+                sending = wire.submit(send, events, t_ms)
+                events = []
+            if (i + 1) % 2500 == 0:
+                so_far = {name: tracks[name].expected[: k + 1].mean() for name in tracks}
+                print(
+                    f"[learning] {i + 1}/{requests} requests, simulated day "
+                    f"{(t_ms - START_MS) / 86_400_000:.1f}, {time.monotonic() - started:.0f} s: "
+                    + ", ".join(f"{n} {so_far[n]:.4f}" for n in ("online", "nightly", "vw")),
+                    flush=True,
                 )
-                answer.raise_for_status()
-                shown = {d["slot"]: d for d in answer.json()["decisions"]}
-                for j, slot in enumerate(SLOTS):
-                    k = i * len(SLOTS) + j
-                    times[k], segment[k] = t_ms, affected
-                    p_now[slot] = {
-                        v: sim.engagement_probability(context, slot, v) for v in variants[slot]
-                    }
-                    truth_rows.append((slot, p_now[slot]))
-                    u = outcomes.random()
-                    decision = shown[slot]
-                    versions.add(decision["model_version"])
-                    p = p_now[slot][decision["variant"]]
-                    tracks["online"].add(p, u < p)
-                    events.append(_event("impression", decision, t_ms + 1000))
-                    if u < p:
-                        events.append(_event("click", decision, t_ms + 8000))
-                    decision_id = f"b{i}-{slot}"
-                    for name, arm in arms.items():
-                        variant, propensity = arm.decide(
-                            t_ms, visitor_id, context, slot, decision_id
-                        )
-                        q = p_now[slot][variant]
-                        tracks[name].add(q, u < q)
-                        arm.observe({
-                            "decision_id": decision_id, "slot": slot, "variant": variant,
-                            "propensity": propensity, "context": context,
-                            "visitor_id": visitor_id, "ts_ms": t_ms, "engaged": int(u < q),
-                        })  # fmt: skip
-                if (i + 1) % batch_every == 0 or i + 1 == requests:
-                    sent = http.post(
-                        "/v1/events", json={"events": events}, headers={SIM_HEADER: str(t_ms)}
-                    )
-                    if sent.status_code != 202:
-                        raise RuntimeError(f"events refused: {sent.status_code} {sent.text}")
-                    events = []
-                if (i + 1) % 2500 == 0:
-                    print(
-                        f"[learning] {i + 1}/{requests} requests, simulated day "
-                        f"{(t_ms - START_MS) / 86_400_000:.1f}, {time.monotonic() - started:.0f} s, "
-                        f"online {tracks['online'].expected[: k + 1].mean():.4f} "
-                        f"nightly {tracks['nightly'].expected[: k + 1].mean():.4f} "
-                        f"vw {tracks['vw'].expected[: k + 1].mean():.4f}",
-                        flush=True,
-                    )
-            metrics = http.get("/metrics").text
+        if sending is not None:
+            sending.result()
+        metrics = http.get("/metrics").text
     finally:
+        wire.shutdown(cancel_futures=True)
+        http.close()
         stop(process)
         arms["vw"].close()  # type: ignore[attr-defined]
     single = baselines.best_single_variants(truth_rows)
     for slot, p in truth_rows:
         tracks["single"].add(p[single[slot]], False)
-    tracks["single"].sampled[:] = np.nan  # not replayed: its choice is known only afterwards
+    # Neither is replayed: the single variant is known only afterwards, the cap is analytic.
+    tracks["single"].sampled[:] = tracks["explore_cap"].sampled[:] = np.nan
     return summarize(
         tracks, times, segment, drift_ms, single, len(versions), arms, metrics,
         http_s=time.monotonic() - started, gap_ms=gap_ms,
     )  # fmt: skip
+
+
+def true_probabilities(
+    sim: simulate.Simulator, active: list, t_ms: int, slot: str, variants: list[str]
+) -> dict[str, float]:
+    """`sim.engagement_probability` for every variant from one feature pass.
+
+    The simulator recomputes the features for each variant; a page has twelve variants, so
+    the run would spend most of its time there. `check_truth` holds this to the simulator.
+    """
+    drifted = sim.drift_at_ms is not None and t_ms >= sim.drift_at_ms
+    result = {}
+    for variant in variants:
+        weights = simulate.TRUTH.get(slot, {}).get(variant, {})
+        z = simulate.BASE_LOGIT
+        for name, value in active:
+            w = weights.get(name, 0.0)
+            if drifted and name == simulate.DRIFT_SEGMENT:
+                w = simulate.DRIFT.get((slot, variant), w)
+            z += w * value
+        result[variant] = 1.0 / (1.0 + math.exp(-z))
+    return result
+
+
+def exploring_oracle(config: dict[str, Any], p: dict[str, float]) -> float:
+    """Expected engagement of the true scores under the slot's exploration and holdout.
+
+    The best any learner can do while it keeps exploring as site.toml says: the ceiling for
+    (a) and (b), which the plain oracle (f) does not pay.
+    """
+    pi = policy.choice_probabilities(config, p)
+    explored = sum(pi[v] * p[v] for v in config["variants"])
+    holdout = config.get("holdout", 0.0)
+    return (1 - holdout) * explored + holdout * p[config["default"]]
+
+
+def check_truth(sim: simulate.Simulator, context: dict, slot: str, p: dict[str, float]) -> None:
+    for variant, value in p.items():
+        exact = sim.engagement_probability(context, slot, variant)
+        if not math.isclose(value, exact, rel_tol=1e-12):
+            raise AssertionError(f"ground truth shortcut drifted: {slot}/{variant} {value} {exact}")
 
 
 def _event(kind: str, decision: dict, ts_ms: int) -> dict[str, Any]:
@@ -299,6 +359,7 @@ LABELS = {
     "single": "(d) best single variant (hindsight)",
     "vw": "(e) Vowpal Wabbit --cb_explore_adf",
     "oracle": "(f) oracle",
+    "explore_cap": "ceiling: true scores with site.toml exploration + holdout",
 }
 
 
@@ -336,6 +397,7 @@ def summarize(tracks, times, segment, drift_ms, single, n_versions, arms, metric
         "online_vs_nightly_after_drift_all_traffic": ratio("after_drift_24h_engagement", "nightly"),
         "online_vs_random": ratio("mean_engagement", "random"),
         "online_vs_vw": ratio("mean_engagement", "vw"),
+        "online_vs_exploration_ceiling": ratio("last_half_engagement", "explore_cap"),
         "online_model_versions_served": n_versions,
         "nightly_retrains": arms["nightly"].retrained_,
         "best_single_variants": single,
@@ -359,19 +421,27 @@ def plot(tracks: dict[str, Track], times: np.ndarray, drift_ms: int, path: Path)
     import matplotlib.pyplot as plt
 
     days = (times - times[0]) / 86_400_000
-    fig, (total, gap) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (total, gap, rolling) = plt.subplots(1, 3, figsize=(18, 5.2))
+    window = max(1, int(np.searchsorted(times, times[0] + 12 * HOUR_MS)))  # 12 simulated hours
     for name, track in tracks.items():
+        style = {"lw": 2.2 if name == "online" else 1.2}
+        if name == "explore_cap":
+            style.update(color="grey", ls=":")
         cumulative = np.cumsum(track.expected)
-        total.plot(days, cumulative, label=LABELS[name], lw=2 if name == "online" else 1.2)
-        gap.plot(days, np.cumsum(tracks["oracle"].expected) - cumulative, label=LABELS[name])
-    for axis in (total, gap):
+        total.plot(days, cumulative, label=LABELS[name], **style)
+        gap.plot(days, np.cumsum(tracks["oracle"].expected) - cumulative, **style)
+        smooth = np.convolve(track.expected, np.ones(window) / window, mode="valid")
+        rolling.plot(days[window - 1 :], smooth, **style)
+    for axis in (total, gap, rolling):
         axis.axvline((drift_ms - times[0]) / 86_400_000, color="grey", ls="--", lw=1)
         axis.set_xlabel("simulated days (dashed: drift + camping launch)")
         axis.grid(alpha=0.3)
     total.set_ylabel("cumulative expected engagements")
-    total.set_title("Cumulative engagement (ground-truth expected)")
+    total.set_title("Cumulative engagement (ground-truth expected p)")
     gap.set_ylabel("cumulative regret vs oracle")
     gap.set_title("Regret")
+    rolling.set_ylabel("expected engagement per decision")
+    rolling.set_title("Engagement, 12 simulated hours rolling mean")
     total.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
