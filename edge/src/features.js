@@ -260,6 +260,7 @@ function firstRule(rules, s) {
 const formatters = new Map();
 const offsets = new Map();
 const HOUR_MS = 3600000;
+const MINUTE_MS = 60000;
 const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 
 // Intl resolves zone names case-insensitively (and canonicalizes links); Python's zoneinfo is
@@ -308,15 +309,24 @@ function offsetAt(formatter, t) {
 }
 
 // Intl formatting costs tens of µs; a zone's offset is constant over almost every UTC hour.
-// Cache it per (zone, UTC hour) when it is the same at both ends of that hour (offsets change
-// at most once in a few months), and read hour, minute and weekday from UTC + offset.
+// Cache it per (zone, UTC hour) when it is the same at both ends of that hour, else per
+// (zone, UTC minute) — offsets change at most a few times a year — and read hour, minute and
+// weekday from UTC + offset. Null: the offset changes inside that very minute.
 function cachedOffset(zone, formatter, t) {
-  const bucket = Math.floor(t / HOUR_MS);
-  const key = `${zone}\x1f${bucket}`;
+  const hour = Math.floor(t / HOUR_MS);
+  let offset = constantOffset(`${zone}\x1fh${hour}`, formatter, hour * HOUR_MS, HOUR_MS);
+  if (offset === null) {
+    const minute = Math.floor(t / MINUTE_MS);
+    offset = constantOffset(`${zone}\x1fm${minute}`, formatter, minute * MINUTE_MS, MINUTE_MS);
+  }
+  return offset;
+}
+
+function constantOffset(key, formatter, start, length) {
   let offset = offsets.get(key);
   if (offset === undefined) {
-    const first = offsetAt(formatter, bucket * HOUR_MS);
-    offset = first === offsetAt(formatter, bucket * HOUR_MS + HOUR_MS - 1000) ? first : null;
+    const first = offsetAt(formatter, start);
+    offset = first === offsetAt(formatter, start + length - 1000) ? first : null;
     if (offsets.size >= 4096) offsets.clear();
     offsets.set(key, offset);
   }
