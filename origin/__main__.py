@@ -36,15 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     backend.add_argument("--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)")
     serve.add_argument("--model", dest="model_path", help="model.json to start from")
     serve.add_argument("--site", dest="site_path", help="site.toml (default: origin/site.toml)")
-    serve.add_argument("--learner", choices=[m for m in LEARNER_MODES if m != "manual"],
-                       help="thread (default): learn in this process; off: another process learns")  # fmt: skip
+    serve.add_argument(
+        "--learner",
+        choices=[m for m in LEARNER_MODES if m != "manual"],
+        help="thread (default): learn in this process; off: another process learns",
+    )
     serve.add_argument("--log-level", default="info")
     learn = commands.add_parser(
         "learn", help="run only the online learner (for origins started with --learner off)"
     )
     learn_backend = learn.add_mutually_exclusive_group()
     learn_backend.add_argument("--db", help="SQLite file (default: FP_DB)")
-    learn_backend.add_argument("--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)")
+    learn_backend.add_argument(
+        "--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)"
+    )
     learn.add_argument("--model", dest="model_path", help="model.json to start from")
     learn.add_argument("--site", dest="site_path", help="site.toml (default: origin/site.toml)")
     learn.add_argument("--log-level", default="info")
@@ -58,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         settings = Settings.from_env(
-            db=args.db, redis_url=args.redis_url, model_path=args.model_path,
-            site_path=args.site_path, learner=args.learner,
-        )  # fmt: skip
+            db=args.db,
+            redis_url=args.redis_url,
+            model_path=args.model_path,
+            site_path=args.site_path,
+            learner=args.learner,
+        )
         app = create_app(settings)
     except (ConfigError, StorageError) as exc:
         print(f"origin: {exc}", file=sys.stderr)
@@ -81,15 +89,21 @@ def run_learner(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
         settings = Settings.from_env(
-            db=args.db, redis_url=args.redis_url, model_path=args.model_path, site_path=args.site_path,
-        )  # fmt: skip
+            db=args.db,
+            redis_url=args.redis_url,
+            model_path=args.model_path,
+            site_path=args.site_path,
+        )
         origin = build_origin(settings)
     except (ConfigError, StorageError) as exc:
         print(f"origin: {exc}", file=sys.stderr)
         return 2
     loop = origin.learning
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    print(f"origin: learning from {origin.backend}, starting at model {origin.holder.version}", flush=True)
+    print(
+        f"origin: learning from {origin.backend}, starting at model {origin.holder.version}",
+        flush=True,
+    )
     try:
         loop.run()
     except KeyboardInterrupt:

@@ -65,9 +65,13 @@ async def post_decisions(request: Request) -> Response:
     try:
         body = await _json_body(request, origin)
         records = decisions_batch(
-            body, origin.slot_variants, origin.secret, origin.clock.now_ms(),
-            origin.settings.token_max_age_ms, origin.limits,
-        )  # fmt: skip
+            body,
+            origin.slot_variants,
+            origin.secret,
+            origin.clock.now_ms(),
+            origin.settings.token_max_age_ms,
+            origin.limits,
+        )
         await origin.writer.write([(DECISION, r) for r in records])
     except RequestError as exc:
         return _rejected(origin, exc)
@@ -83,9 +87,12 @@ async def post_events(request: Request) -> Response:
     try:
         body = await _json_body(request, origin)
         records = events_batch(
-            body, origin.secret, origin.clock.now_ms(), origin.settings.token_max_age_ms,
+            body,
+            origin.secret,
+            origin.clock.now_ms(),
+            origin.settings.token_max_age_ms,
             origin.limits,
-        )  # fmt: skip
+        )
         await origin.writer.write([(EVENT, r) for r in records])
     except RequestError as exc:
         return _rejected(origin, exc)
@@ -107,11 +114,13 @@ def _observe_all(origin: Origin, records: list[dict[str, Any]]) -> None:
 
 
 async def post_client_decisions(request: Request) -> Response:
-    """Decisions the snippet made in the browser: re-decided here, logged and signed if they agree."""
+    """Decisions made in the browser: re-decided here; logged and signed only if they agree."""
     origin = _origin(request)
     try:
         body = await _json_body(request, origin)
-        records = client_decisions_batch(body, origin.slot_variants, origin.clock.now_ms(), origin.limits)
+        records = client_decisions_batch(
+            body, origin.slot_variants, origin.clock.now_ms(), origin.limits
+        )
         tokens, rejected, logged = await to_thread.run_sync(_recheck, origin, records)
         if logged:
             await origin.writer.write(logged)
@@ -121,7 +130,9 @@ async def post_client_decisions(request: Request) -> Response:
         return _unavailable(exc)
     origin.metrics.decisions.inc(len(logged), source="client")
     for reason in rejected.values():
-        origin.metrics.rejected.inc(reason="client_decision_" + reason.split(":")[0].replace(" ", "_"))
+        origin.metrics.rejected.inc(
+            reason="client_decision_" + reason.split(":")[0].replace(" ", "_")
+        )
     return JSONResponse({"tokens": tokens, "rejected": rejected})
 
 
@@ -140,11 +151,15 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
         if record["slot"] not in model["slots"]:
             rejected[decision_id] = "slot not in that model"
             continue
-        again = policy_decide(model, record["context"], record["slot"], record["visitor_id"], decision_id)
+        again = policy_decide(
+            model, record["context"], record["slot"], record["visitor_id"], decision_id
+        )
         if again.variant != record["variant"] or not math.isclose(
             again.propensity, record["propensity"], rel_tol=1e-9, abs_tol=1e-12
         ):
-            rejected[decision_id] = f"mismatch: the policy chose {again.variant} ({again.propensity:.6g})"
+            rejected[decision_id] = (
+                f"mismatch: the policy chose {again.variant} ({again.propensity:.6g})"
+            )
             continue
         record["holdout"] = again.holdout
         tokens[decision_id] = sign(origin.secret, again.to_dict(), now)
@@ -156,28 +171,45 @@ def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]
     """Decide each requested slot with session context; log the decisions; add token and HTML."""
     model = origin.holder.model
     now = origin.clock.now_ms()
-    context = origin.sessions.enrich(request["context"], request["session_id"], request["visitor_id"])
+    context = origin.sessions.enrich(
+        request["context"], request["session_id"], request["visitor_id"]
+    )
     context.setdefault("now_ms", now)
     visitor_id = request["visitor_id"]
     results, logged = [], []
     for slot in request["slots"]:
         if model is None or slot not in model["slots"]:
             html = origin.site.slots[slot].variants[origin.site.slots[slot].default]
-            results.append({"slot": slot, "variant": origin.site.slots[slot].default, "html": html,
-                            "propensity": 1.0, "fallback": "slot not in the current model"})  # fmt: skip
+            results.append(
+                {
+                    "slot": slot,
+                    "variant": origin.site.slots[slot].default,
+                    "html": html,
+                    "propensity": 1.0,
+                    "fallback": "slot not in the current model",
+                }
+            )
             continue
         decision = dict(vars(policy_decide(model, context, slot, visitor_id, uuid.uuid4().hex)))
         decision["token"] = sign(origin.secret, decision, now)
         decision["html"] = origin.site.slots[slot].variants[decision["variant"]]
         results.append(decision)
         logged.append(
-            (DECISION, {
-                "decision_id": decision["decision_id"], "slot": slot,
-                "variant": decision["variant"], "propensity": decision["propensity"],
-                "model_version": decision["model_version"], "visitor_id": visitor_id,
-                "context": context, "ts_ms": now, "holdout": decision["holdout"],
-            })
-        )  # fmt: skip
+            (
+                DECISION,
+                {
+                    "decision_id": decision["decision_id"],
+                    "slot": slot,
+                    "variant": decision["variant"],
+                    "propensity": decision["propensity"],
+                    "model_version": decision["model_version"],
+                    "visitor_id": visitor_id,
+                    "context": context,
+                    "ts_ms": now,
+                    "holdout": decision["holdout"],
+                },
+            )
+        )
     if logged:
         origin.writer.write_soon(logged)
         origin.metrics.decisions.inc(len(logged), source="decide")
@@ -202,7 +234,9 @@ async def post_decide(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     """The current model.json (or only `?slot=` slots), with its sha256 as a strong ETag."""
     origin = _origin(request)
-    slots = tuple(s for value in request.query_params.getlist("slot") for s in value.split(",") if s)
+    slots = tuple(
+        s for value in request.query_params.getlist("slot") for s in value.split(",") if s
+    )
     try:
         served = origin.holder.view(slots)
     except KeyError as exc:
@@ -226,8 +260,14 @@ async def get_model_js(request: Request) -> Response:
     site = json.dumps(origin.site.to_json(), ensure_ascii=False, separators=(",", ":"))
     body = b'window.firstpaintModel={"model":' + served.body + b',"site":' + site.encode() + b"};\n"
     current = served.etag.strip('"')[:8]
-    cache = "public, max-age=31536000, immutable" if request.query_params.get("v") == current else "no-cache"
-    return Response(body, media_type="text/javascript", headers={"Cache-Control": cache, "ETag": served.etag})
+    cache = (
+        "public, max-age=31536000, immutable"
+        if request.query_params.get("v") == current
+        else "no-cache"
+    )
+    return Response(
+        body, media_type="text/javascript", headers={"Cache-Control": cache, "ETag": served.etag}
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -236,7 +276,9 @@ async def healthz(request: Request) -> Response:
         await to_thread.run_sync(origin.storage.ping)
     except StorageError as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
-    return JSONResponse({"ok": True, "model_version": origin.holder.version, "storage": origin.backend})
+    return JSONResponse(
+        {"ok": True, "model_version": origin.holder.version, "storage": origin.backend}
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -39,11 +39,13 @@ def check_against_site(model: dict[str, Any], site: Site) -> None:
             continue
         missing = [v for v in slot["variants"] if v not in site.slots[name].variants]
         if missing:
-            raise ConfigError(f"model slot {name!r} has variants without HTML in site.toml: {missing}")
+            raise ConfigError(
+                f"model slot {name!r} has variants without HTML in site.toml: {missing}"
+            )
 
 
 def initial_model(settings: Settings, site: Site, storage: Storage) -> None:
-    """Make sure storage holds a current model: the given file if new, else the stored one, else cold."""
+    """Make sure storage holds a current model: a new --model file, the stored one, or cold."""
     now = settings.clock.now_ms()
     if settings.model_path:
         try:
@@ -76,7 +78,9 @@ def build_origin(settings: Settings, storage: Storage | None = None) -> Origin:
         site=site,
         storage=storage,
         holder=holder,
-        sessions=SessionEngine(storage, settings.clock, site.categories, ttl_s=settings.session_ttl_s),
+        sessions=SessionEngine(
+            storage, settings.clock, site.categories, ttl_s=settings.session_ttl_s
+        ),
         writer=LogWriter(storage),
         metrics=OriginMetrics(),
         backend="redis" if settings.redis_url else "sqlite",

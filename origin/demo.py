@@ -37,8 +37,20 @@ def _stop(process: subprocess.Popen, name: str) -> None:
 
 def _start_origin(args: argparse.Namespace, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "origin", "serve", "--host", args.host, "--port", str(args.port),
-               "--db", args.db, "--log-level", "warning"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "origin",
+        "serve",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--db",
+        args.db,
+        "--log-level",
+        "warning",
+    ]
     if args.model:
         command += ["--model", args.model]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
@@ -56,11 +68,26 @@ def _start_origin(args: argparse.Namespace, env: dict[str, str]) -> tuple[subpro
 
 def _start_edge(args: argparse.Namespace, origin_url: str, env: dict[str, str]):
     """The edge worker, or (None, reason) when it cannot run here."""
-    command = ["node", str(ROOT / "edge" / "dev_server.mjs"), "--port", str(args.edge_port),
-               "--origin", origin_url, "--var", f"FP_MODEL_REFRESH_S={args.refresh_s}"]  # fmt: skip
+    command = [
+        "node",
+        str(ROOT / "edge" / "dev_server.mjs"),
+        "--port",
+        str(args.edge_port),
+        "--origin",
+        origin_url,
+        "--var",
+        f"FP_MODEL_REFRESH_S={args.refresh_s}",
+    ]
     try:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     except OSError as exc:
         return None, f"node is not available ({exc})"
     ready: list[str] = []
@@ -84,7 +111,9 @@ def _start_edge(args: argparse.Namespace, origin_url: str, env: dict[str, str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m origin.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m origin.demo", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", help="model.json to start from (default: a cold-start model)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787, help="origin port")
@@ -97,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {args.model} does not exist (make model builds it)", file=sys.stderr)
         return 2
 
-    env = {**os.environ, "FP_TOKEN_SECRET": os.environ.get("FP_TOKEN_SECRET") or secrets.token_urlsafe(32)}
+    env = {
+        **os.environ,
+        "FP_TOKEN_SECRET": os.environ.get("FP_TOKEN_SECRET") or secrets.token_urlsafe(32),
+    }
     origin, origin_url = _start_origin(args, env)
     edge, reason = _start_edge(args, origin_url, env)
     print()
     if edge is not None:
-        print(f"firstpaint demo: open {edge[1]}/  (edge worker in front of the origin at {origin_url})")
+        print(f"firstpaint demo: open {edge[1]}/  (the edge worker, in front of {origin_url})")
     else:
         print(f"firstpaint demo: {reason}; open {origin_url}/ (the snippet decides in the browser)")
     print(f"  model: {origin_url}/v1/model   metrics: {origin_url}/metrics   Ctrl-C stops the demo")

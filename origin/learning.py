@@ -74,7 +74,7 @@ class LearningLoop:
         for entry in entries:
             self._consume(entry.kind, entry.record)
         now = self.clock.now_ms()
-        examples = self.joiner.expire(now, self.holder.model["features"])
+        examples = self.joiner.expire(now, self.holder.current()["features"])
         if examples:
             self.learner.partial_fit(examples)
             self.examples += len(examples)
@@ -89,7 +89,9 @@ class LearningLoop:
                 self.joiner.add_decision(record)
             elif kind == EVENT and record.get("type") in REWARD_TYPES:
                 value = record.get("value") or 0.0
-                self.joiner.add_reward(record["decision_id"], record["type"], value, record["ts_ms"])
+                self.joiner.add_reward(
+                    record["decision_id"], record["type"], value, record["ts_ms"]
+                )
         except (KeyError, ValueError) as exc:  # validated on the way in; count, never stop
             self.bad_entries += 1
             log.warning("learner skipped a log entry: %s", exc)
@@ -100,10 +102,10 @@ class LearningLoop:
         due = now - self.last_publish_ms >= self.publish_interval_s * 1000
         if not self.unpublished or not (due or force):
             return None
-        if self.holder.refresh() or self.holder.model["sha256"] != self._base_sha:
+        if self.holder.refresh() or self.holder.current()["sha256"] != self._base_sha:
             # Someone else published (a rollback, an admin): learn on from that model instead.
-            self.learner.warm_start(self.holder.model)
-            self._base_sha = self.holder.model["sha256"]
+            self.learner.warm_start(self.holder.current())
+            self._base_sha = self.holder.current()["sha256"]
             self.unpublished = 0
             return None
         created = datetime.fromtimestamp(now / 1000, UTC)
@@ -112,7 +114,7 @@ class LearningLoop:
         model["model_version"] = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{model['sha256'][:8]}"
         model = seal(model)
         if self.gate is not None and not force:
-            if not self.gate.check(model, self.holder.model).promote:
+            if not self.gate.check(model, self.holder.current()).promote:
                 self.held = model
                 self.refused += 1
                 self.last_publish_ms = now  # judged again after another interval of learning

@@ -66,6 +66,13 @@ class ModelHolder:
         self._views: dict[tuple[str, ...], Served] = {}
         self._recent: dict[str, dict[str, Any]] = {}  # model_version → model, newest last
 
+    def current(self) -> dict[str, Any]:
+        """The served model; LookupError before one is loaded."""
+        model = self.model
+        if model is None:
+            raise LookupError("no model loaded")
+        return model
+
     @property
     def version(self) -> str | None:
         return self.model["model_version"] if self.model else None

@@ -58,7 +58,9 @@ class OptionalStatic:
         if self._files is None and self.directory.is_dir():
             self._files = StaticFiles(directory=self.directory)
         if self._files is None:
-            await Response("not built: " + self.directory.name, status_code=404)(scope, receive, send)
+            await Response("not built: " + self.directory.name, status_code=404)(
+                scope, receive, send
+            )
             return
         await self._files(scope, receive, send)
 
@@ -76,26 +78,48 @@ class Shop:
         nav = "".join(f'<a href="/{html.escape(s)}">{html.escape(s.title())}</a>' for s in sections)
         sha8 = (self.origin.holder.model or {}).get("sha256", "")[:8]
         return self.template.substitute(
-            title=html.escape(title), site_name=html.escape(self.origin.site.name), nav=nav,
-            content=content, model_version=html.escape(sha8),
-        )  # fmt: skip
+            title=html.escape(title),
+            site_name=html.escape(self.origin.site.name),
+            nav=nav,
+            content=content,
+            model_version=html.escape(sha8),
+        )
 
     @staticmethod
     def _ids(request: Request) -> tuple[str, str]:
         sid = request.cookies.get(SESSION_COOKIE, "")
         vid = request.cookies.get(VISITOR_COOKIE, "")
-        valid = all(c.isalnum() or c in "-_" for c in sid + vid) and len(sid) <= 64 and len(vid) <= 64
-        return (sid or uuid.uuid4().hex, vid or uuid.uuid4().hex) if valid else (uuid.uuid4().hex, uuid.uuid4().hex)
+        valid = (
+            all(c.isalnum() or c in "-_" for c in sid + vid) and len(sid) <= 64 and len(vid) <= 64
+        )
+        return (
+            (sid or uuid.uuid4().hex, vid or uuid.uuid4().hex)
+            if valid
+            else (uuid.uuid4().hex, uuid.uuid4().hex)
+        )
 
-    def _respond(self, request: Request, body: str, ids: tuple[str, str], status: int = 200) -> HTMLResponse:
+    def _respond(
+        self, request: Request, body: str, ids: tuple[str, str], status: int = 200
+    ) -> HTMLResponse:
         response = HTMLResponse(body, status_code=status)
-        response.set_cookie(SESSION_COOKIE, ids[0], max_age=self.origin.settings.session_ttl_s, samesite="lax")
+        response.set_cookie(
+            SESSION_COOKIE, ids[0], max_age=self.origin.settings.session_ttl_s, samesite="lax"
+        )
         response.set_cookie(VISITOR_COOKIE, ids[1], max_age=365 * 86400, samesite="lax")
         return response
 
-    def _view(self, ids: tuple[str, str], path: str, category: str | None, price: float | None) -> None:
-        event = {"type": "view", "session_id": ids[0], "visitor_id": ids[1], "category": category,
-                 "price": price, "path": path, "ts_ms": self.origin.clock.now_ms()}  # fmt: skip
+    def _view(
+        self, ids: tuple[str, str], path: str, category: str | None, price: float | None
+    ) -> None:
+        event = {
+            "type": "view",
+            "session_id": ids[0],
+            "visitor_id": ids[1],
+            "category": category,
+            "price": price,
+            "path": path,
+            "ts_ms": self.origin.clock.now_ms(),
+        }
         self.origin.writer.write_soon([(EVENT, event)])
         self.origin.sessions.observe(event)
 
@@ -125,7 +149,12 @@ class Shop:
             "accept_language": request.headers.get("accept-language", ""),
             "ch_ua_mobile": request.headers.get("sec-ch-ua-mobile", ""),
         }
-        request_body = {"slots": slots, "context": context, "session_id": ids[0], "visitor_id": ids[1]}
+        request_body = {
+            "slots": slots,
+            "context": context,
+            "session_id": ids[0],
+            "visitor_id": ids[1],
+        }
         return {d["slot"]: d for d in decide_slots(self.origin, request_body)}
 
     def _products(self, products: list[Product]) -> str:
@@ -146,9 +175,11 @@ class Shop:
         ids = self._ids(request)
         content = (
             self._slot("hero", None)
-            + "<h2>Picked for you</h2>" + self._products(self._ranked(ids)[:6])
-            + '<div class="spacer"></div>' + self._slot("promo", None, when="idle")
-        )  # fmt: skip
+            + "<h2>Picked for you</h2>"
+            + self._products(self._ranked(ids)[:6])
+            + '<div class="spacer"></div>'
+            + self._slot("promo", None, when="idle")
+        )
         return self._respond(request, self._page("Home", content), ids)
 
     async def section(self, request: Request) -> Response:
@@ -160,9 +191,11 @@ class Shop:
         self._view(ids, request.url.path, name, None)
         products = [p for p in self.catalog.values() if p.category == name]
         content = (
-            self._slot("hero", decided.get("hero")) + f"<h2>{html.escape(name.title())}</h2>"
-            + self._products(products) + self._slot("promo", decided.get("promo"))
-        )  # fmt: skip
+            self._slot("hero", decided.get("hero"))
+            + f"<h2>{html.escape(name.title())}</h2>"
+            + self._products(products)
+            + self._slot("promo", decided.get("promo"))
+        )
         return self._respond(request, self._page(name.title(), content), ids)
 
     async def product(self, request: Request) -> Response:
@@ -176,13 +209,17 @@ class Shop:
         content = (
             f"<h1>{html.escape(product.name)}</h1><p>{html.escape(product.blurb)}</p>"
             f"<p><strong>${product.price:.2f}</strong></p>"
-            + self._slot("hero", decided.get("hero")) + "<h2>You may also like</h2>"
-            + self._products(related) + self._slot("promo", decided.get("promo"))
-        )  # fmt: skip
+            + self._slot("hero", decided.get("hero"))
+            + "<h2>You may also like</h2>"
+            + self._products(related)
+            + self._slot("promo", decided.get("promo"))
+        )
         return self._respond(request, self._page(product.name, content), ids)
 
     async def not_found(self, request: Request) -> Response:
-        content = f"<h1>Not found</h1><p>No page at <code>{html.escape(request.url.path)}</code>.</p>"
+        content = (
+            f"<h1>Not found</h1><p>No page at <code>{html.escape(request.url.path)}</code>.</p>"
+        )
         return HTMLResponse(self._page("Not found", content), status_code=404)
 
 

@@ -50,9 +50,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         if bool(self.db) == bool(self.redis_url):
-            raise ConfigError("give exactly one storage: --db FILE.db (FP_DB) or --redis URL (FP_REDIS_URL)")
+            raise ConfigError(
+                "give exactly one storage: --db FILE.db (FP_DB) or --redis URL (FP_REDIS_URL)"
+            )
         if not self.token_secret:
-            raise ConfigError("FP_TOKEN_SECRET is not set: the HMAC secret shared with the edge worker")
+            raise ConfigError(
+                "FP_TOKEN_SECRET is not set: the HMAC secret shared with the edge worker"
+            )
         if self.learner not in LEARNER_MODES:
             raise ConfigError(f"learner must be one of {LEARNER_MODES}, got {self.learner!r}")
         if self.publish_interval_s < 0 or self.reward_window_s <= 0:
@@ -83,7 +87,9 @@ class Settings:
             "reward_window_s": number("FP_REWARD_WINDOW_S", 1800.0),
         }
         drop = env.get("FP_PROMOTION_MAX_DROP", "0.10").strip().lower()
-        values["promotion_max_drop"] = None if drop == "off" else number("FP_PROMOTION_MAX_DROP", 0.10)
+        values["promotion_max_drop"] = (
+            None if drop == "off" else number("FP_PROMOTION_MAX_DROP", 0.10)
+        )
         try:
             values["rate_limits"] = RateLimits.from_env(env)
         except RateLimitConfigError as exc:
@@ -100,12 +106,17 @@ class OriginMetrics:
 
     def __init__(self) -> None:
         self.registry = registry = Registry()
-        self.decide_latency = registry.add(Histogram(
-            "fp_decide_latency_seconds", "Time to answer POST /v1/decide.",
-            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-        ))  # fmt: skip
+        self.decide_latency = registry.add(
+            Histogram(
+                "fp_decide_latency_seconds",
+                "Time to answer POST /v1/decide.",
+                (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            )
+        )
         self.decisions = registry.add(Counter("fp_decisions_total", "Decisions logged, by source."))
-        self.accepted = registry.add(Counter("fp_events_accepted_total", "Events committed, by type."))
+        self.accepted = registry.add(
+            Counter("fp_events_accepted_total", "Events committed, by type.")
+        )
         self.rejected = registry.add(
             Counter("fp_events_rejected_total", "Requests rejected, by reason.")
         )
@@ -166,7 +177,17 @@ class Origin:
             return {} if self.learning is None else {(): float(self.learning.examples)}
 
         registry.add(Gauge("fp_model_info", "The served model version (value 1).", model_info))
-        registry.add(Gauge("fp_model_age_seconds", "Seconds since the served model was published.", model_age))
-        registry.add(Gauge("fp_learner_lag_entries", "Log entries the learner has not consumed yet.", learner))
+        registry.add(
+            Gauge(
+                "fp_model_age_seconds", "Seconds since the served model was published.", model_age
+            )
+        )
+        registry.add(
+            Gauge(
+                "fp_learner_lag_entries", "Log entries the learner has not consumed yet.", learner
+            )
+        )
         registry.add(Gauge("fp_learner_progressive_loss", "Progressive validation log loss.", loss))
-        registry.add(Gauge("fp_learner_examples", "Examples learned since the learner started.", examples))
+        registry.add(
+            Gauge("fp_learner_examples", "Examples learned since the learner started.", examples)
+        )

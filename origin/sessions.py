@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_export.features import lower, trim
 from origin.clock import Clock
 from origin.storage import Storage
-from model_export.features import lower, trim
 
 _CATEGORY = "cat:"
 
@@ -44,7 +44,10 @@ class SessionEngine:
         if not session_id:
             return
         incr: dict[str, float] = {}
-        assign = {"last_event": event["type"], "last_ms": str(event.get("ts_ms") or self.clock.now_ms())}
+        assign = {
+            "last_event": event["type"],
+            "last_ms": str(event.get("ts_ms") or self.clock.now_ms()),
+        }
         if event["type"] == "view":
             incr["pages"] = 1
             category = lower(trim(event.get("category") or ""))
@@ -65,7 +68,10 @@ class SessionEngine:
             profile_incr = {k: v for k, v in incr.items() if k != "pages"}
             profile_incr["views"] = 1
             self.storage.update_state(
-                f"profile:{visitor_id}", profile_incr, {"last_ms": assign["last_ms"]}, self.profile_ttl_s
+                f"profile:{visitor_id}",
+                profile_incr,
+                {"last_ms": assign["last_ms"]},
+                self.profile_ttl_s,
             )
 
     def session_state(self, session_id: str) -> dict[str, str]:
@@ -77,7 +83,9 @@ class SessionEngine:
         return state
 
     def _ranked(self, state: dict[str, str]) -> list[str]:
-        counts = [(float(v), k[len(_CATEGORY) :]) for k, v in state.items() if k.startswith(_CATEGORY)]
+        counts = [
+            (float(v), k[len(_CATEGORY) :]) for k, v in state.items() if k.startswith(_CATEGORY)
+        ]
         return [name for _, name in sorted(counts, key=lambda c: (-c[0], c[1]))]
 
     def context(self, session_id: str | None, visitor_id: str | None) -> dict[str, Any]:
@@ -97,10 +105,14 @@ class SessionEngine:
         if state:
             result["pages"] = int(float(state.get("pages", 0)))
             result["last_event"] = state.get("last_event", "")
-            result["recency_s"] = max(0, (self.clock.now_ms() - int(float(state["last_ms"]))) // 1000)
+            result["recency_s"] = max(
+                0, (self.clock.now_ms() - int(float(state["last_ms"]))) // 1000
+            )
         return result
 
-    def enrich(self, context: dict[str, Any], session_id: str | None, visitor_id: str | None) -> dict[str, Any]:
+    def enrich(
+        self, context: dict[str, Any], session_id: str | None, visitor_id: str | None
+    ) -> dict[str, Any]:
         """`context` with the server-side `session` merged in and `returning` filled if unknown."""
         enriched = dict(context)
         session = self.context(session_id, visitor_id)

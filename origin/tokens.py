@@ -20,11 +20,18 @@ from model_export.policy import js_number
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _SIGNATURE_CHARS = 43  # 32 bytes of HMAC-SHA256 in unpadded base64url
-_FIELDS = {"d": str, "s": str, "v": str, "p": (int, float), "m": str, "t": (int, float)}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "d": str,
+    "s": str,
+    "v": str,
+    "p": (int, float),
+    "m": str,
+    "t": (int, float),
+}
 
 
 class TokenError(ValueError):
-    """A token that is malformed (`forged=False`) or whose signature does not match (`forged=True`)."""
+    """A malformed token (`forged=False`) or one whose signature does not match (`forged=True`)."""
 
     def __init__(self, reason: str, *, forged: bool = False) -> None:
         super().__init__(reason)
@@ -69,7 +76,7 @@ def _ascii_string(value: str) -> str:
 
 
 def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
-    """The token for a decision dict (`decision_id`, `slot`, `variant`, `propensity`, `model_version`).
+    """The token for a decision (`decision_id`, `slot`, `variant`, `propensity`, `model_version`).
 
     The payload text is what the edge writes for the same decision (keys in contract order,
     JS number formatting, ASCII-only strings), so both runtimes issue byte-identical tokens.

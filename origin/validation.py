@@ -21,7 +21,7 @@ _JSON_TYPES = ("application/json", "text/plain")  # text/plain: navigator.sendBe
 
 
 class RequestError(ValueError):
-    """A rejected request: `status`, a `reason` label for metrics, and a message naming the field."""
+    """A rejected request: `status`, a `reason` label for metrics, a message naming the field."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -48,9 +48,13 @@ def parse_json_body(content_type: str, body: bytes, limits: Limits) -> Any:
     """The JSON value of a request body (JSON or text/plain holding JSON)."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in _JSON_TYPES:
-        raise RequestError(415, "content_type", f"content-type must be application/json, got {media or 'none'!r}")
+        raise RequestError(
+            415, "content_type", f"content-type must be application/json, got {media or 'none'!r}"
+        )
     if len(body) > limits.max_body_bytes:
-        raise RequestError(413, "too_large", f"body is {len(body)} bytes; the limit is {limits.max_body_bytes}")
+        raise RequestError(
+            413, "too_large", f"body is {len(body)} bytes; the limit is {limits.max_body_bytes}"
+        )
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -100,7 +104,9 @@ def _batch(body: Any, key: str, limits: Limits) -> list[dict[str, Any]]:
     if not items:
         raise _bad(key, "empty")
     if len(items) > limits.max_batch:
-        raise RequestError(413, "too_large", f"{key}: {len(items)} items; the limit is {limits.max_batch}")
+        raise RequestError(
+            413, "too_large", f"{key}: {len(items)} items; the limit is {limits.max_batch}"
+        )
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise _bad(f"{key}[{i}]", "must be an object")
@@ -113,7 +119,9 @@ def _context(item: dict[str, Any], where: str, limits: Limits) -> dict[str, Any]
         raise _bad(_field(where, "context"), "must be an object")
     if len(json.dumps(context)) > limits.max_context_bytes:
         raise RequestError(
-            413, "too_large", f"{_field(where, 'context')}: larger than {limits.max_context_bytes} bytes"
+            413,
+            "too_large",
+            f"{_field(where, 'context')}: larger than {limits.max_context_bytes} bytes",
         )
     return context
 
@@ -149,7 +157,7 @@ def _decision(
     if record["variant"] not in site_slots[record["slot"]]:
         raise _bad(f"{where}.variant", f"not a variant of slot {record['slot']!r}")
     propensity = _number(item, "propensity", where, required=True)
-    if not 0 < propensity <= 1:
+    if propensity is None or not 0 < propensity <= 1:
         raise _bad(f"{where}.propensity", "must be in (0, 1]")
     record["propensity"] = propensity
     record["ts_ms"] = int(_number(item, "ts_ms", where) or now_ms)
@@ -235,7 +243,9 @@ def decide_request(body: Any, site_slots: dict[str, list[str]], limits: Limits) 
     if not isinstance(slots, list) or not slots:
         raise _bad("slots", "must be a non-empty list of slot names")
     if len(slots) > limits.max_slots:
-        raise RequestError(413, "too_large", f"slots: {len(slots)} slots; the limit is {limits.max_slots}")
+        raise RequestError(
+            413, "too_large", f"slots: {len(slots)} slots; the limit is {limits.max_slots}"
+        )
     for i, slot in enumerate(slots):
         if not isinstance(slot, str) or slot not in site_slots:
             raise _bad(f"slots[{i}]", f"unknown slot {slot!r}")

@@ -107,16 +107,28 @@ def start_origin(
     if site:
         command += ["--site", str(site)]
     command += args or []
-    full_env = {**os.environ, "FP_TOKEN_SECRET": TEST_SECRET, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "FP_TOKEN_SECRET": TEST_SECRET,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     for name in ("FP_DB", "FP_REDIS_URL"):
         full_env.pop(name, None)
     log = tmp_path / f"origin-{port}.log"
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
     running = RunningOrigin(
-        url=f"http://127.0.0.1:{port}", port=port, process=process, log=log,
-        db=Path(db) if db else None, redis_url=redis_url, env=env or {},
-    )  # fmt: skip
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        process=process,
+        log=log,
+        db=Path(db) if db else None,
+        redis_url=redis_url,
+        env=env or {},
+    )
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -132,16 +144,26 @@ def start_origin(
 
 
 def start_learner(
-    tmp_path: Path, *, db: Path | str | None = None, redis_url: str | None = None,
+    tmp_path: Path,
+    *,
+    db: Path | str | None = None,
+    redis_url: str | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start `python -m origin learn` (for origins run with `--learner off`); stop it by PID."""
     command = [sys.executable, "-m", "origin", "learn"]
     command += ["--redis", redis_url] if redis_url else ["--db", str(db)]
-    full_env = {**os.environ, "FP_TOKEN_SECRET": TEST_SECRET, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "FP_TOKEN_SECRET": TEST_SECRET,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     log = Path(tmp_path) / "learner.log"
     with open(log, "ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -179,10 +201,26 @@ def start_redis(directory: Path, port: int | None = None) -> RedisServer:
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     command = [
-        REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-        "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(directory / "redis.log"),
-    ]  # fmt: skip
+        REDIS_SERVER,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(directory / "redis.log"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(f"redis://127.0.0.1:{port}/0", port, process, directory)
     deadline = time.monotonic() + 20

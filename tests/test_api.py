@@ -27,9 +27,12 @@ def clock():
 @pytest.fixture
 def settings(tmp_path, clock):
     return Settings(
-        db=str(tmp_path / "origin.db"), token_secret=SECRET, clock=clock, learner="manual",
+        db=str(tmp_path / "origin.db"),
+        token_secret=SECRET,
+        clock=clock,
+        learner="manual",
         limits=Limits(max_body_bytes=64 * 1024, max_batch=50),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -58,17 +61,24 @@ def decide_one(client, slot="hero", **body):
 
 
 def test_decide_returns_signed_decisions_with_site_html(client):
-    response = client.post("/v1/decide", json={
-        "slots": ["hero", "promo"], "context": {"url": "/running?utm_source=google"},
-        "session_id": "s1", "visitor_id": "v1",
-    })  # fmt: skip
+    response = client.post(
+        "/v1/decide",
+        json={
+            "slots": ["hero", "promo"],
+            "context": {"url": "/running?utm_source=google"},
+            "session_id": "s1",
+            "visitor_id": "v1",
+        },
+    )
     assert response.status_code == 200
     origin = origin_of(client)
     for decision in response.json()["decisions"]:
         claims = verify(SECRET, decision["token"])
         assert (claims.decision_id, claims.slot, claims.variant) == (
-            decision["decision_id"], decision["slot"], decision["variant"],
-        )  # fmt: skip
+            decision["decision_id"],
+            decision["slot"],
+            decision["variant"],
+        )
         assert decision["html"] == origin.site.slots[decision["slot"]].variants[decision["variant"]]
         assert decision["model_version"] == origin.holder.version
         assert 0 < decision["propensity"] <= 1
@@ -88,25 +98,39 @@ def test_events_are_committed_before_202(client, settings):
         {"type": "impression", "token": token, "ts_ms": 1},
         {"type": "click", "token": token},
         {"type": "conversion", "token": token, "value": 49.9, "session_id": "s1"},
-        {"type": "view", "session_id": "s1", "category": "running", "price": 89.0, "path": "/running/x"},
+        {
+            "type": "view",
+            "session_id": "s1",
+            "category": "running",
+            "price": 89.0,
+            "path": "/running/x",
+        },
     ]
     response = client.post("/v1/events", json={"events": events})
     assert response.status_code == 202 and response.json() == {"accepted": 4}
     stored = logged(settings, EVENT)
     assert [e["type"] for e in stored] == ["impression", "click", "conversion", "view"]
-    assert stored[2]["value"] == 49.9 and stored[2]["decision_id"] == verify(SECRET, token).decision_id
+    assert (
+        stored[2]["value"] == 49.9 and stored[2]["decision_id"] == verify(SECRET, token).decision_id
+    )
     assert stored[3]["category"] == "running"
 
 
 def test_send_beacon_text_plain_bodies_are_accepted(client):
     token = decide_one(client)["token"]
     body = json.dumps({"events": [{"type": "click", "token": token}]})
-    response = client.post("/v1/events", content=body, headers={"content-type": "text/plain;charset=UTF-8"})
+    response = client.post(
+        "/v1/events", content=body, headers={"content-type": "text/plain;charset=UTF-8"}
+    )
     assert response.status_code == 202
 
 
 def test_wrong_content_type_is_415(client):
-    response = client.post("/v1/events", content=b"events=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    response = client.post(
+        "/v1/events",
+        content=b"events=1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 415
 
 
@@ -117,7 +141,10 @@ def test_wrong_content_type_is_415(client):
         ([{"token": "x"}], "events[0].type: missing"),
         ([{"type": "purchase"}], "events[0].type: must be one of"),
         ([{"type": "view"}], "events[0].session_id: missing"),
-        ([{"type": "view", "session_id": "s", "price": "cheap"}], "events[0].price: must be a finite number"),
+        (
+            [{"type": "view", "session_id": "s", "price": "cheap"}],
+            "events[0].price: must be a finite number",
+        ),
         ([{"type": "view", "session_id": 7}], "events[0].session_id: must be a string"),
         ([], "events: empty"),
         ("nope", "events: must be a list"),
@@ -131,13 +158,17 @@ def test_bad_events_are_400_naming_the_field(client, events, message):
 
 def test_a_bad_event_rejects_the_whole_batch(client, settings):
     token = decide_one(client)["token"]
-    response = client.post("/v1/events", json={"events": [{"type": "click", "token": token}, {"type": "click"}]})
+    response = client.post(
+        "/v1/events", json={"events": [{"type": "click", "token": token}, {"type": "click"}]}
+    )
     assert response.status_code == 400
     assert logged(settings, EVENT) == []
 
 
 def test_invalid_json_is_400(client):
-    response = client.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and "not JSON" in response.json()["error"]
 
 
@@ -173,10 +204,16 @@ def edge_decision(origin, clock, **overrides):
     model = origin.holder.model
     decision = decide(model, {"url": "/camping"}, "hero", "v1", "edge-1").to_dict()
     record = {
-        "decision_id": decision["decision_id"], "slot": "hero", "variant": decision["variant"],
-        "propensity": decision["propensity"], "model_version": decision["model_version"],
-        "visitor_id": "v1", "context": {"url": "/camping"}, "ts_ms": clock.now_ms(), "holdout": False,
-    }  # fmt: skip
+        "decision_id": decision["decision_id"],
+        "slot": "hero",
+        "variant": decision["variant"],
+        "propensity": decision["propensity"],
+        "model_version": decision["model_version"],
+        "visitor_id": "v1",
+        "context": {"url": "/camping"},
+        "ts_ms": clock.now_ms(),
+        "holdout": False,
+    }
     record["token"] = sign(SECRET, record, clock.now_ms())
     return {**record, **overrides}
 
@@ -208,9 +245,12 @@ def test_bad_edge_decisions(client, clock, overrides, status, message):
 
 
 def test_bad_decide_requests_name_the_field(client):
-    cases = [({}, "slots: missing"), ({"slots": ["footer"]}, "slots[0]: unknown slot"),
-             ({"slots": ["hero"], "context": 3}, "context: must be an object"),
-             ({"slots": ["hero"], "session_id": 5}, "session_id: must be a string")]  # fmt: skip
+    cases = [
+        ({}, "slots: missing"),
+        ({"slots": ["footer"]}, "slots[0]: unknown slot"),
+        ({"slots": ["hero"], "context": 3}, "context: must be an object"),
+        ({"slots": ["hero"], "session_id": 5}, "session_id: must be a string"),
+    ]
     for body, message in cases:
         response = client.post("/v1/decide", json=body)
         assert response.status_code == 400 and response.json()["error"].startswith(message)

@@ -42,7 +42,8 @@ def _kill_under_load(origin) -> set[str]:
     acknowledged: set[str] = set()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_hammer, args=(origin.url, acknowledged, stop, w)) for w in range(WRITERS)
+        threading.Thread(target=_hammer, args=(origin.url, acknowledged, stop, w))
+        for w in range(WRITERS)
     ]
     for thread in threads:
         thread.start()

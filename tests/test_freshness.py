@@ -24,7 +24,7 @@ from tests.support_origin import TEST_SECRET, running_origin
 SEGMENT = {
     "url": "https://trailhead.example/hiking?utm_source=google&utm_campaign=summer_sale",
     "referrer": "https://www.google.com/",
-    "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+    "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0",
 }
 TARGET = "cycling"
 CLICKS = 150
@@ -34,7 +34,7 @@ EDGE_BOUND_S = 30
 
 def best_variant(model: dict) -> str:
     p = scores(model["slots"]["hero"], features(SEGMENT, model["features"]))
-    return max(p, key=p.get)
+    return max(p, key=p.__getitem__)
 
 
 def burst(url: str, model: dict) -> None:
@@ -43,15 +43,25 @@ def burst(url: str, model: dict) -> None:
     now = int(time.time() * 1000)
     decisions, clicks = [], []
     for i in range(CLICKS):
-        record = {"decision_id": uuid.uuid4().hex, "slot": "hero", "variant": TARGET,
-                  "propensity": explore, "model_version": model["model_version"],
-                  "visitor_id": f"fresh-{i}", "context": {**SEGMENT, "now_ms": now}, "ts_ms": now}  # fmt: skip
+        record = {
+            "decision_id": uuid.uuid4().hex,
+            "slot": "hero",
+            "variant": TARGET,
+            "propensity": explore,
+            "model_version": model["model_version"],
+            "visitor_id": f"fresh-{i}",
+            "context": {**SEGMENT, "now_ms": now},
+            "ts_ms": now,
+        }
         record["token"] = sign(TEST_SECRET.encode(), record, now)
         decisions.append(record)
         clicks.append({"type": "click", "token": record["token"], "ts_ms": now + 1000})
     with httpx.Client(base_url=url, timeout=10) as client:
         for i in range(0, CLICKS, 50):
-            assert client.post("/v1/decisions", json={"decisions": decisions[i : i + 50]}).status_code == 202
+            assert (
+                client.post("/v1/decisions", json={"decisions": decisions[i : i + 50]}).status_code
+                == 202
+            )
         for i in range(0, CLICKS, 50):
             assert client.post("/v1/events", json={"events": clicks[i : i + 50]}).status_code == 202
 
@@ -62,9 +72,14 @@ def test_a_burst_of_clicks_reaches_the_model_and_the_edge(tmp_path):
 
     env = {"FP_PUBLISH_INTERVAL_S": "1"}
     starter = ROOT / "edge" / "src" / "model.json"  # the model the edge bundles: both start equal
-    with running_origin(tmp_path, env=env, model=starter) as origin, edge_worker(origin.url, token_secret=TEST_SECRET) as edge:
+    with (
+        running_origin(tmp_path, env=env, model=starter) as origin,
+        edge_worker(origin.url, token_secret=TEST_SECRET) as edge,
+    ):
         start = load_model(httpx.get(origin.url + "/v1/model").content)
-        assert best_variant(start) != TARGET, "the starting model must not already prefer the target"
+        assert best_variant(start) != TARGET, (
+            "the starting model must not already prefer the target"
+        )
         assert httpx.get(edge.url + "/", timeout=30).headers.get("x-fp-model")  # the edge decides
 
         burst(origin.url, start)
@@ -92,6 +107,8 @@ def test_a_burst_of_clicks_reaches_the_model_and_the_edge(tmp_path):
             if edge_version in fresh:
                 break
             time.sleep(0.5)
-        print(f"model reflected the burst after {model_s:.1f} s; edge after "
-              f"{time.monotonic() - acknowledged:.1f} s ({edge_version})")  # fmt: skip
+        print(
+            f"model reflected the burst after {model_s:.1f} s; edge after "
+            f"{time.monotonic() - acknowledged:.1f} s ({edge_version})"
+        )
         assert edge_version in fresh, f"edge still on {edge_version} after {EDGE_BOUND_S} s"

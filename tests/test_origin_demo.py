@@ -1,4 +1,4 @@
-"""`python -m origin.demo` (what `make demo` runs): origin + edge worker, a URL, Ctrl-C stops both."""
+"""`python -m origin.demo` (`make demo`): origin and edge worker, a URL, Ctrl-C stops both."""
 
 from __future__ import annotations
 
@@ -19,11 +19,22 @@ from tests.conftest import ROOT, free_port
 @pytest.mark.workerd
 def test_demo_serves_the_shop_through_the_edge_and_stops_on_ctrl_c(tmp_path):
     origin_port, edge_port = free_port(), free_port()
-    command = [sys.executable, "-m", "origin.demo", "--port", str(origin_port), "--edge-port", str(edge_port),
-               "--db", str(tmp_path / "demo.db")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "origin.demo",
+        "--port",
+        str(origin_port),
+        "--edge-port",
+        str(edge_port),
+        "--db",
+        str(tmp_path / "demo.db"),
+    ]
     secret = "demo-secret-never-printed"
     env = {**os.environ, "FP_TOKEN_SECRET": secret}
-    demo = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    demo = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True).start()
     try:

@@ -40,8 +40,14 @@ def neutral_model(path):
 @pytest.fixture(params=["sqlite", "redis"])
 def client(request, tmp_path):
     clock = ManualClock(START_MS)
-    common = dict(token_secret=SECRET, clock=clock, learner="manual", publish_interval_s=5,
-                  reward_window_s=WINDOW_S, model_path=str(neutral_model(tmp_path / "m.json")))  # fmt: skip
+    common = dict(
+        token_secret=SECRET,
+        clock=clock,
+        learner="manual",
+        publish_interval_s=5,
+        reward_window_s=WINDOW_S,
+        model_path=str(neutral_model(tmp_path / "m.json")),
+    )
     if request.param == "sqlite":
         app = create_app(Settings(db=str(tmp_path / "o.db"), **common))
     else:
@@ -55,7 +61,9 @@ def client(request, tmp_path):
 
 
 def decide(client, context=None, slot="hero", visitor_id="v"):
-    response = client.post("/v1/decide", json={"slots": [slot], "context": context or {}, "visitor_id": visitor_id})
+    response = client.post(
+        "/v1/decide", json={"slots": [slot], "context": context or {}, "visitor_id": visitor_id}
+    )
     assert response.status_code == 200, response.text
     return response.json()["decisions"][0]
 
@@ -114,7 +122,10 @@ def test_publishes_at_most_every_interval_with_a_new_etag(client):
     client.clock.advance(10_000)
     settle(client)
     assert learning.published == 1  # nothing new learned: no new version
-    assert client.get("/v1/model", headers={"If-None-Match": second.headers["etag"]}).status_code == 304
+    assert (
+        client.get("/v1/model", headers={"If-None-Match": second.headers["etag"]}).status_code
+        == 304
+    )
 
 
 def test_learned_model_beats_its_starting_model_on_the_ground_truth(client):
@@ -130,7 +141,12 @@ def test_learned_model_beats_its_starting_model_on_the_ground_truth(client):
         client.clock.advance(t_ms - client.clock.now_ms())
         visitor_id, context = sim.visitor(t_ms)
         slot = slots[i % len(slots)]
-        request = {"slots": [slot], "context": context, "session_id": None, "visitor_id": visitor_id}
+        request = {
+            "slots": [slot],
+            "context": context,
+            "session_id": None,
+            "visitor_id": visitor_id,
+        }
         decision = decide_slots(origin, request)[0]
         if sim.engaged(context, slot, decision["variant"], outcomes):
             clicks.append({"type": "click", "token": decision["token"], "ts_ms": t_ms})

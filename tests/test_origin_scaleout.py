@@ -20,14 +20,20 @@ def test_two_workers_and_one_learner_share_redis(tmp_path, redis_server):  # noq
     redis.flushdb()
     env = {"FP_PUBLISH_INTERVAL_S": "1", "FP_RATE_LIMIT": "off"}
     with (
-        running_origin(tmp_path / "a", redis_url=redis_server.url, env=env, args=["--learner", "off"]) as a,
-        running_origin(tmp_path / "b", redis_url=redis_server.url, env=env, args=["--learner", "off"]) as b,
+        running_origin(
+            tmp_path / "a", redis_url=redis_server.url, env=env, args=["--learner", "off"]
+        ) as a,
+        running_origin(
+            tmp_path / "b", redis_url=redis_server.url, env=env, args=["--learner", "off"]
+        ) as b,
     ):
         start = httpx.get(b.url + "/v1/model").headers["etag"]
         learner = start_learner(tmp_path, redis_url=redis_server.url, env=env)
         try:
-            decisions = httpx.post(a.url + "/v1/decide", json={"slots": ["hero", "promo"], "context": {},
-                                                               "visitor_id": "v1"}).json()["decisions"]  # fmt: skip
+            decisions = httpx.post(
+                a.url + "/v1/decide",
+                json={"slots": ["hero", "promo"], "context": {}, "visitor_id": "v1"},
+            ).json()["decisions"]
             clicks = [{"type": "click", "token": d["token"]} for d in decisions]
             assert httpx.post(a.url + "/v1/events", json={"events": clicks}).status_code == 202
             deadline, etag = time.monotonic() + 30, start
@@ -35,7 +41,10 @@ def test_two_workers_and_one_learner_share_redis(tmp_path, redis_server):  # noq
                 time.sleep(0.3)
                 etag = httpx.get(b.url + "/v1/model").headers["etag"]
             assert etag != start, "worker b never served a model learned from worker a's clicks"
-            while time.monotonic() < deadline and httpx.get(a.url + "/v1/model").headers["etag"] != etag:
+            while (
+                time.monotonic() < deadline
+                and httpx.get(a.url + "/v1/model").headers["etag"] != etag
+            ):
                 time.sleep(0.3)  # worker a follows the published model too
             assert httpx.get(a.url + "/v1/model").headers["etag"] == etag
             assert "learner" in {g["name"] for g in redis.xinfo_groups("fp:log")}

@@ -21,7 +21,9 @@ SECRET = b"site-test-secret"
 
 @pytest.fixture
 def client(tmp_path):
-    settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=ManualClock(), learner="off")
+    settings = Settings(
+        db=str(tmp_path / "o.db"), token_secret=SECRET, clock=ManualClock(), learner="off"
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -60,14 +62,19 @@ def test_a_visitor_who_browsed_running_shoes_gets_running_content_next(client):
     page = client.get("/hiking").text
     attrs, inner = slot_html(page, "hero")
     claims = verify(SECRET, re.search(r'data-fp-decision="([^"]+)"', attrs).group(1))
-    assert inner == origin.site.slots["hero"].variants[claims.variant]  # the HTML shown is the signed one
+    assert (
+        inner == origin.site.slots["hero"].variants[claims.variant]
+    )  # the HTML shown is the signed one
     # The decision on /hiking was made with the session: running shoes were just viewed.
     client.post("/v1/events", json={"events": [{"type": "view", "session_id": "flush"}]})
     decisions = [e.record for e in origin.storage.read_log("t", 100) if e.kind == DECISION]
     hero = next(d for d in decisions if d["decision_id"] == claims.decision_id)
     assert hero["context"]["session"]["categories"][0] == "running"
     assert hero["context"]["session"]["pages"] == 2  # the pages before this one
-    p = scores(origin.holder.model["slots"]["hero"], features(hero["context"], origin.holder.model["features"]))
+    p = scores(
+        origin.holder.model["slots"]["hero"],
+        features(hero["context"], origin.holder.model["features"]),
+    )
     assert max(p, key=p.get) == "running"  # the policy's choice for this visitor, on /hiking
     picked = re.findall(r'href="/product/([^"]+)"', client.get("/").text.split("Picked for you")[1])
     running = {p.id for p in load_catalog().values() if p.category == "running"}
@@ -91,8 +98,13 @@ def test_fp_files_are_served_when_built_and_404_when_not(client, tmp_path):
     if (origin.settings.pyodide_dir / "pyodide.asm.wasm").exists():
         wasm = client.get("/fp/pyodide/pyodide.asm.wasm")
         assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
-    settings = Settings(db=str(tmp_path / "x.db"), token_secret=SECRET, learner="off",
-                        browser_dist=tmp_path / "none", pyodide_dir=tmp_path / "none2")  # fmt: skip
+    settings = Settings(
+        db=str(tmp_path / "x.db"),
+        token_secret=SECRET,
+        learner="off",
+        browser_dist=tmp_path / "none",
+        pyodide_dir=tmp_path / "none2",
+    )
     with TestClient(create_app(settings)) as bare:
         assert bare.get("/fp/snippet.js").status_code == 404
         assert bare.get("/fp/pyodide/pyodide.js").status_code == 404

@@ -20,8 +20,11 @@ def test_edge_tokens_verify_and_ours_match_them(vector):
     claims = verify(secret, vector["token"])
     decision = vector["decision"]
     assert (claims.decision_id, claims.slot, claims.variant, claims.model_version) == (
-        decision["decision_id"], decision["slot"], decision["variant"], decision["model_version"],
-    )  # fmt: skip
+        decision["decision_id"],
+        decision["slot"],
+        decision["variant"],
+        decision["model_version"],
+    )
     assert claims.propensity == decision["propensity"] and claims.issued_ms == vector["issued_ms"]
     assert vector["token"].split(".")[0] == vector["payload_b64"]
     assert sign(secret, decision, vector["issued_ms"]) == vector["token"]  # byte for byte
@@ -38,7 +41,9 @@ def test_a_token_from_another_secret_or_tampered_is_forged():
     assert error.value.forged
 
 
-@pytest.mark.parametrize("token", [None, 3, "", ".", "abc", "a.b.c", "a=.b", "a.b=", "!!.??", "YQ.YQ"])
+@pytest.mark.parametrize(
+    "token", [None, 3, "", ".", "abc", "a.b.c", "a=.b", "a.b=", "!!.??", "YQ.YQ"]
+)
 def test_malformed_tokens_are_not_forged_but_unreadable(token):
     with pytest.raises(TokenError) as error:
         verify(b"s", token)

@@ -17,12 +17,22 @@ CATEGORIES = ["running", "camping", "hiking", "cycling", "sale"]
 @pytest.fixture
 def engine(tmp_path):
     clock = ManualClock()
-    return SessionEngine(SqliteStorage(str(tmp_path / "s.db"), clock=clock), clock, CATEGORIES, ttl_s=600)
+    return SessionEngine(
+        SqliteStorage(str(tmp_path / "s.db"), clock=clock), clock, CATEGORIES, ttl_s=600
+    )
 
 
 def view(engine, session, category=None, price=None, visitor=None):
-    engine.observe({"type": "view", "session_id": session, "visitor_id": visitor,
-                    "category": category, "price": price, "ts_ms": engine.clock.now_ms()})  # fmt: skip
+    engine.observe(
+        {
+            "type": "view",
+            "session_id": session,
+            "visitor_id": visitor,
+            "category": category,
+            "price": price,
+            "ts_ms": engine.clock.now_ms(),
+        }
+    )
 
 
 def test_views_become_the_contract_session_context(engine):

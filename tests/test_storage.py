@@ -27,7 +27,13 @@ def backend(request, tmp_path):
 
 
 def _decision(i: int) -> dict:
-    return {"decision_id": f"d{i}", "slot": "hero", "variant": "running", "propensity": 0.5, "ts_ms": i}
+    return {
+        "decision_id": f"d{i}",
+        "slot": "hero",
+        "variant": "running",
+        "propensity": 0.5,
+        "ts_ms": i,
+    }
 
 
 def test_append_read_ack_in_order(backend):
@@ -37,8 +43,10 @@ def test_append_read_ack_in_order(backend):
     store.append([(DECISION, _decision(2))])
     entries = store.read_log("learner", 10)
     assert [(e.kind, e.record.get("decision_id")) for e in entries] == [
-        (DECISION, "d1"), (EVENT, "d1"), (DECISION, "d2"),
-    ]  # fmt: skip
+        (DECISION, "d1"),
+        (EVENT, "d1"),
+        (DECISION, "d2"),
+    ]
     assert store.lag("learner") == 3
     store.ack("learner", entries[:2])
     assert [e.record["decision_id"] for e in store.read_log("learner", 10)] == ["d2"]

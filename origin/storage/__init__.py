@@ -87,7 +87,11 @@ class Storage(Protocol):
 
 
 def open_storage(
-    *, db: str | None = None, redis_url: str | None = None, clock: Clock | None = None, **options: Any
+    *,
+    db: str | None = None,
+    redis_url: str | None = None,
+    clock: Clock | None = None,
+    **options: Any,
 ) -> Storage:
     """A backend from a SQLite path or a Redis URL (exactly one of them)."""
     if bool(db) == bool(redis_url):

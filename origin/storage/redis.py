@@ -124,9 +124,9 @@ class RedisStorage:
     def publish_model(self, model: StoredModel) -> None:
         fields = {name: getattr(model, name) for name in _MODEL_FIELDS}
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(f"{self._prefix}model:{model.version}", mapping=fields)
+        pipe.hset(f"{self._prefix}model:{model.version}", mapping=fields)  # type: ignore[arg-type]
         pipe.delete(f"{self._prefix}model:current")
-        pipe.hset(f"{self._prefix}model:current", mapping=fields)
+        pipe.hset(f"{self._prefix}model:current", mapping=fields)  # type: ignore[arg-type]
         pipe.lrem(f"{self._prefix}models", 0, model.version)  # a rollback re-publishes a version
         pipe.lpush(f"{self._prefix}models", model.version)
         pipe.ltrim(f"{self._prefix}models", 0, self._history - 1)
@@ -164,7 +164,7 @@ class RedisStorage:
         for field, amount in incr.items():
             pipe.hincrbyfloat(name, field, amount)
         if assign:
-            pipe.hset(name, mapping=assign)
+            pipe.hset(name, mapping=assign)  # type: ignore[arg-type]
         pipe.expire(name, ttl_s)
         self._call("session update", pipe.execute)
 

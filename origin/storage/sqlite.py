@@ -120,7 +120,9 @@ class SqliteStorage:
             if kind is None:
                 row = self._db.execute("SELECT count(*) FROM log").fetchone()
             else:
-                row = self._db.execute("SELECT count(*) FROM log WHERE kind = ?", (kind,)).fetchone()
+                row = self._db.execute(
+                    "SELECT count(*) FROM log WHERE kind = ?", (kind,)
+                ).fetchone()
         return int(row[0])
 
     # --- models -------------------------------------------------------------------------------
@@ -133,7 +135,8 @@ class SqliteStorage:
                     # A rollback publishes a known version again: it becomes the newest row.
                     self._db.execute("DELETE FROM models WHERE version = ?", (model.version,))
                     self._db.execute(
-                        "INSERT INTO models (version, sha256, body, published_ms) VALUES (?, ?, ?, ?)",
+                        "INSERT INTO models (version, sha256, body, published_ms)"
+                        " VALUES (?, ?, ?, ?)",
                         (model.version, model.sha256, model.body, model.published_ms),
                     )
                     self._db.execute("COMMIT")

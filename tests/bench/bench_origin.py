@@ -84,9 +84,11 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     deadline = started + spec["duration_s"]
     await asyncio.gather(
-        *(_connection(spec["host"], spec["port"], requests, deadline, budget, results)
-          for _ in range(spec["concurrency"]))
-    )  # fmt: skip
+        *(
+            _connection(spec["host"], spec["port"], requests, deadline, budget, results)
+            for _ in range(spec["concurrency"])
+        )
+    )
     elapsed = time.perf_counter() - started
     latencies = sorted(r[1] for r in results)
     return {
@@ -95,20 +97,34 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
         "statuses": {str(s): sum(1 for r in results if r[0] == s) for s in {r[0] for r in results}},
         "ok_indexes": [r[2] for r in results if r[0] in (200, 202)],
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        if latencies
+        else None,
     }
 
 
-def run_load(port: int, path: str, bodies: list[str], concurrency: int, duration_s: float, max_requests: int) -> dict:
+def run_load(
+    port: int, path: str, bodies: list[str], concurrency: int, duration_s: float, max_requests: int
+) -> dict:
     """Run the load generator in a second process; its JSON result."""
-    spec = {"host": "127.0.0.1", "port": port, "path": path, "bodies": bodies, "concurrency": concurrency,
-            "duration_s": duration_s, "max_requests": max_requests}  # fmt: skip
+    spec = {
+        "host": "127.0.0.1",
+        "port": port,
+        "path": path,
+        "bodies": bodies,
+        "concurrency": concurrency,
+        "duration_s": duration_s,
+        "max_requests": max_requests,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
     done = subprocess.run(
-        [sys.executable, __file__, f.name], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, __file__, f.name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=duration_s + 120,
-    )  # fmt: skip
+    )
     Path(f.name).unlink()
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
@@ -126,7 +142,9 @@ def _wait_ready(port: int, process: subprocess.Popen, path: str = "/healthz") ->
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            httpx.request("GET" if path == "/healthz" else "POST", f"http://127.0.0.1:{port}{path}", timeout=2)
+            httpx.request(
+                "GET" if path == "/healthz" else "POST", f"http://127.0.0.1:{port}{path}", timeout=2
+            )
             return
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -135,10 +153,20 @@ def _wait_ready(port: int, process: subprocess.Popen, path: str = "/healthz") ->
 
 def _start(argv: list[str], port: int, log: Path, ready_path: str) -> subprocess.Popen:
     # One client IP generates all the load: the per-IP rate limit is off, as for any load test.
-    env = {"FP_TOKEN_SECRET": SECRET, "FP_RATE_LIMIT": "off", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env = {
+        "FP_TOKEN_SECRET": SECRET,
+        "FP_RATE_LIMIT": "off",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+    }
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, *argv, "--port", str(port)], cwd=ROOT, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, *argv, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     _wait_ready(port, process, ready_path)
     return process
 
@@ -160,8 +188,16 @@ def _decide_bodies(n: int = 200) -> list[str]:
     for i in range(n):
         visitor_id, context = sim.visitor(1_764_000_000_000 + i * 1000)
         context["user_agent"] = context.get("user_agent", "")
-        bodies.append(json.dumps({"slots": ["hero"], "context": context, "visitor_id": visitor_id,
-                                  "session_id": f"bench-s{i % 50}"}))  # fmt: skip
+        bodies.append(
+            json.dumps(
+                {
+                    "slots": ["hero"],
+                    "context": context,
+                    "visitor_id": visitor_id,
+                    "session_id": f"bench-s{i % 50}",
+                }
+            )
+        )
     return bodies
 
 
@@ -175,12 +211,31 @@ def _ingest_bodies(n_batches: int) -> list[str]:
         for i in range(INGEST_BATCH):
             marker = f"b{b}-e{i}"
             if i % 5 == 4:
-                events.append({"type": "view", "session_id": marker, "category": "running", "price": 89.0, "path": "/running"})
+                events.append(
+                    {
+                        "type": "view",
+                        "session_id": marker,
+                        "category": "running",
+                        "price": 89.0,
+                        "path": "/running",
+                    }
+                )
             else:
-                decision = {"decision_id": f"d{b}-{i}", "slot": "hero", "variant": "running",
-                            "propensity": 0.9, "model_version": "bench"}  # fmt: skip
+                decision = {
+                    "decision_id": f"d{b}-{i}",
+                    "slot": "hero",
+                    "variant": "running",
+                    "propensity": 0.9,
+                    "model_version": "bench",
+                }
                 kind = "click" if i % 5 == 3 else "impression"
-                events.append({"type": kind, "token": sign(SECRET.encode(), decision, now), "session_id": marker})
+                events.append(
+                    {
+                        "type": kind,
+                        "token": sign(SECRET.encode(), decision, now),
+                        "session_id": marker,
+                    }
+                )
         bodies.append(json.dumps({"events": events}))
     return bodies
 
@@ -191,7 +246,7 @@ def _stored_markers(db: Path) -> set[str]:
     storage = SqliteStorage(str(db))
     found: set[str] = set()
     while entries := storage.read_log("bench-check", 20_000):
-        found.update(e.record.get("session_id") for e in entries)
+        found.update(e.record["session_id"] for e in entries if e.record.get("session_id"))
         storage.ack("bench-check", entries)
     storage.close()
     return found
@@ -200,16 +255,38 @@ def _stored_markers(db: Path) -> set[str]:
 def run() -> dict:
     from tests.conftest import free_port
 
-    results: dict[str, Any] = {"concurrency": CONCURRENCY, "rounds": ROUNDS, "phase_s": PHASE_S,
-                               "server": "uvicorn h11 asyncio, 1 worker, each"}  # fmt: skip
+    results: dict[str, Any] = {
+        "concurrency": CONCURRENCY,
+        "rounds": ROUNDS,
+        "phase_s": PHASE_S,
+        "server": "uvicorn h11 asyncio, 1 worker, each",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         base_port, port = free_port(), free_port()
         db = tmp_path / "bench.db"
-        base = _start(["-m", "uvicorn", "tests.bench.bench_origin:baseline_app", *UVICORN], base_port,
-                      tmp_path / "baseline.log", "/v1/baseline")  # fmt: skip
-        origin = _start(["-m", "origin", "serve", "--host", "127.0.0.1", "--db", str(db), "--log-level", "warning"],
-                        port, tmp_path / "origin.log", "/healthz")  # fmt: skip
+        base = _start(
+            ["-m", "uvicorn", "tests.bench.bench_origin:baseline_app", *UVICORN],
+            base_port,
+            tmp_path / "baseline.log",
+            "/v1/baseline",
+        )
+        origin = _start(
+            [
+                "-m",
+                "origin",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--db",
+                str(db),
+                "--log-level",
+                "warning",
+            ],
+            port,
+            tmp_path / "origin.log",
+            "/healthz",
+        )
         try:
             baseline_body = [json.dumps({"slots": ["hero"]})]
             bodies = _decide_bodies()
@@ -219,14 +296,22 @@ def run() -> dict:
             # Alternate the two servers, so that other load on the machine hits both alike.
             baseline_runs, decide_runs = [], []
             for _ in range(ROUNDS):
-                baseline_runs.append(run_load(base_port, "/v1/baseline", baseline_body, CONCURRENCY, PHASE_S, MAX_REQUESTS))
-                decide_runs.append(run_load(port, "/v1/decide", bodies, CONCURRENCY, PHASE_S, MAX_REQUESTS))
+                baseline_runs.append(
+                    run_load(
+                        base_port, "/v1/baseline", baseline_body, CONCURRENCY, PHASE_S, MAX_REQUESTS
+                    )
+                )
+                decide_runs.append(
+                    run_load(port, "/v1/decide", bodies, CONCURRENCY, PHASE_S, MAX_REQUESTS)
+                )
             ingest_bodies = _ingest_bodies(600)
             ingest = run_load(port, "/v1/events", ingest_bodies, 8, PHASE_S, len(ingest_bodies))
         finally:
             _stop(origin)
             _stop(base)
-        acknowledged = {f"b{b}-e{i}" for b in set(ingest["ok_indexes"]) for i in range(INGEST_BATCH)}
+        acknowledged = {
+            f"b{b}-e{i}" for b in set(ingest["ok_indexes"]) for i in range(INGEST_BATCH)
+        }
         stored = _stored_markers(db)
 
     def rps(runs: list[dict]) -> float:
@@ -246,12 +331,16 @@ def run() -> dict:
     results["decide_errors"] = sum(r["requests"] - len(r["ok_indexes"]) for r in decide_runs)
     results["ingest_batches"] = ingest["requests"]
     results["ingest_statuses"] = ingest["statuses"]
-    results["ingest_events_per_s"] = round(len(ingest["ok_indexes"]) * INGEST_BATCH / ingest["elapsed_s"], 1)
+    results["ingest_events_per_s"] = round(
+        len(ingest["ok_indexes"]) * INGEST_BATCH / ingest["elapsed_s"], 1
+    )
     results["ingest_acknowledged"] = len(acknowledged)
     results["ingest_lost"] = len(acknowledged - stored)
     results["load_average"] = list(os.getloadavg())
     results["targets_met"] = (
-        results["decide_ratio"] >= 0.6 and results["ingest_events_per_s"] >= 5000 and results["ingest_lost"] == 0
+        results["decide_ratio"] >= 0.6
+        and results["ingest_events_per_s"] >= 5000
+        and results["ingest_lost"] == 0
     )
     return results
 
@@ -259,7 +348,8 @@ def run() -> dict:
 def summary(results: dict) -> str:
     return (
         f"decide p50 {results['decide_p50_ms']} ms p99 {results['decide_p99_ms']} ms, "
-        f"{results['decide_rps']} rps = {results['decide_ratio']}x bare Starlette ({results['baseline_rps']} rps; "
+        f"{results['decide_rps']} rps = {results['decide_ratio']}x bare Starlette "
+        f"({results['baseline_rps']} rps; "
         f"target >= 0.6); ingest {results['ingest_events_per_s']} events/s (target >= 5000), "
         f"lost {results['ingest_lost']}"
     )
