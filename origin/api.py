@@ -222,7 +222,8 @@ async def post_decide(request: Request) -> Response:
     started = time.perf_counter()
     try:
         body = await _json_body(request, origin)
-        decisions = decide_slots(origin, decide_request(body, origin.slot_variants, origin.limits))
+        request_body = decide_request(body, origin.slot_variants, origin.limits)
+        decisions = await origin.run_sessions(decide_slots, origin, request_body)
     except RequestError as exc:
         return _rejected(origin, exc)
     except StorageError as exc:

@@ -176,7 +176,7 @@ class Shop:
         content = (
             self._slot("hero", None)
             + "<h2>Picked for you</h2>"
-            + self._products(self._ranked(ids)[:6])
+            + self._products((await self.origin.run_sessions(self._ranked, ids))[:6])
             + '<div class="spacer"></div>'
             + self._slot("promo", None, when="idle")
         )
@@ -187,8 +187,8 @@ class Shop:
         if name not in self.origin.site.sections:
             return await self.not_found(request)
         ids = self._ids(request)
-        decided = self._decide(request, ids, ["hero", "promo"])
-        self._view(ids, request.url.path, name, None)
+        decided = await self.origin.run_sessions(self._decide, request, ids, ["hero", "promo"])
+        await self.origin.run_sessions(self._view, ids, request.url.path, name, None)
         products = [p for p in self.catalog.values() if p.category == name]
         content = (
             self._slot("hero", decided.get("hero"))
@@ -203,9 +203,12 @@ class Shop:
         if product is None:
             return await self.not_found(request)
         ids = self._ids(request)
-        decided = self._decide(request, ids, ["hero", "promo"])
-        self._view(ids, request.url.path, product.category, product.price)
-        related = [p for p in self._ranked(ids) if p.id != product.id][:3]
+        decided = await self.origin.run_sessions(self._decide, request, ids, ["hero", "promo"])
+        await self.origin.run_sessions(
+            self._view, ids, request.url.path, product.category, product.price
+        )
+        ranked = await self.origin.run_sessions(self._ranked, ids)
+        related = [p for p in ranked if p.id != product.id][:3]
         content = (
             f"<h1>{html.escape(product.name)}</h1><p>{html.escape(product.blurb)}</p>"
             f"<p><strong>${product.price:.2f}</strong></p>"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from anyio import to_thread
 
 from model_export.site import SITE_TOML, Site
 from origin.clock import Clock, SystemClock
@@ -19,6 +21,7 @@ from origin.storage import Storage
 from origin.validation import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 LEARNER_MODES = ("thread", "manual", "off")
 
 
@@ -150,6 +153,16 @@ class Origin:
     @property
     def limits(self) -> Limits:
         return self.settings.limits
+
+    async def run_sessions(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` (which reads or writes session state) without blocking the event loop on I/O.
+
+        SQLite keeps sessions in this process: a dict lookup, run inline. Redis sessions are
+        network round trips: run in a worker thread.
+        """
+        if self.backend == "redis":
+            return await to_thread.run_sync(fn, *args)
+        return fn(*args)
 
     @property
     def slot_variants(self) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,17 +15,28 @@ from origin.clock import ManualClock
 from origin.pages import load_catalog
 from origin.services import Settings
 from origin.storage import DECISION
+from origin.storage.redis import RedisStorage
 from origin.tokens import verify
+from tests.support_origin import redis_server  # noqa: F401  (fixture)
 
 SECRET = b"site-test-secret"
 
 
-@pytest.fixture
-def client(tmp_path):
-    settings = Settings(
-        db=str(tmp_path / "o.db"), token_secret=SECRET, clock=ManualClock(), learner="off"
-    )
-    with TestClient(create_app(settings)) as client:
+@pytest.fixture(params=["sqlite", "redis"])
+def client(request, tmp_path):
+    clock = ManualClock()
+    if request.param == "sqlite":
+        settings = Settings(
+            db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock, learner="off"
+        )
+        app = create_app(settings)
+    else:
+        url = request.getfixturevalue("redis_server").url
+        settings = Settings(redis_url=url, token_secret=SECRET, clock=clock, learner="off")
+        app = create_app(
+            settings, RedisStorage(url, clock=clock, prefix=f"s{uuid.uuid4().hex[:8]}:")
+        )
+    with TestClient(app) as client:
         yield client
 
 
