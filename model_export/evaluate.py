@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,10 @@ import numpy as np
 from model_export import obd
 from model_export.features import Feature, dense, feature_names, features
 from model_export.policy import _TWO_32, choice_probabilities, fnv1a32, load_model, scores
+from model_export.train import read_log
 
 MIN_SAMPLES = 1000
 ESTIMATORS = ("ips", "snips", "dr")
-
-
-class LogError(ValueError):
-    """A decision log line that cannot be evaluated; names the line and the field."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def off_policy(
     dr = np.asarray(q_target, dtype=float) + w * (r - np.asarray(q_logged, dtype=float))
     n = len(r)
     if n == 0:
-        raise LogError(f"slot {slot!r}: no logged decisions to evaluate")
+        raise ValueError(f"slot {slot!r}: no logged decisions to evaluate")
     effective_n = float(w.sum() ** 2 / (w**2).sum()) if w.any() else 0.0
 
     def point(rows: np.ndarray | slice) -> dict[str, float]:
@@ -154,36 +151,6 @@ def cross_fitted_rewards(
 
 
 # --- decision logs and candidate models ------------------------------------------------------
-
-
-def read_log(path: Path) -> Iterator[dict[str, Any]]:
-    """CONTRACT §8 decision lines; a line that cannot be evaluated raises LogError naming it."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise LogError(f"{path}:{number}: not JSON ({exc})") from exc
-            yield check_record(record, f"{path}:{number}")
-
-
-def check_record(record: Any, where: str) -> dict[str, Any]:
-    if not isinstance(record, dict):
-        raise LogError(f"{where}: a decision is a JSON object")
-    for name in ("slot", "variant"):
-        if not isinstance(record.get(name), str):
-            raise LogError(f"{where}: `{name}` missing or not a string")
-    p = record.get("propensity")
-    if not isinstance(p, int | float) or not 0 < p <= 1:
-        raise LogError(f"{where}: `propensity` must be in (0, 1], got {p!r}")
-    engaged = record.get("engaged", record.get("reward"))
-    if not isinstance(engaged, int | float):
-        raise LogError(f"{where}: `engaged` missing (join outcomes before evaluating)")
-    if not isinstance(record.get("context", {}), dict):
-        raise LogError(f"{where}: `context` must be an object")
-    return record
 
 
 def target_probabilities(
@@ -339,6 +306,7 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--skip-invalid", action="store_true", help="skip and count bad lines")
     parser.set_defaults(run=cli)
 
 
@@ -355,14 +323,17 @@ def cli(args: argparse.Namespace) -> int:
             return 2
         try:
             model = load_model(args.model.read_text(encoding="utf-8"))
+            log = read_log(args.log, model["slots"], skip_invalid=args.skip_invalid)
+            if log.skipped:
+                print(f"evaluate: skipped {log.skipped} invalid lines", file=sys.stderr)
             reports = evaluate_log(
-                read_log(args.log),
+                log.records,
                 model,
                 n_boot=args.bootstrap,
                 seed=args.seed,
                 min_samples=args.min_samples,
             )
-        except (LogError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # TrainingError and ModelError are ValueErrors
             print(f"evaluate: {exc}", file=sys.stderr)
             return 1
         if not reports:

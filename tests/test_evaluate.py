@@ -121,33 +121,43 @@ def test_warns_below_the_minimum_sample_size(uniform_log):
     assert not enough.warnings
 
 
+def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "model_export", "evaluate", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", ":1: not JSON"),
-        ('{"slot": "hero", "variant": "running", "propensity": 0, "engaged": 1}', "propensity"),
-        ('{"slot": "hero", "variant": "running", "propensity": 1.5, "engaged": 1}', "propensity"),
-        ('{"slot": "hero", "propensity": 0.5, "engaged": 1}', "`variant` missing"),
-        ('{"slot": "hero", "variant": "running", "propensity": 0.5}', "`engaged` missing"),
+        ("{not json", "line 2: not JSON"),
+        ('{"slot": "hero", "variant": "running", "propensity": 0}', "line 2: "),
+        ("PROPENSITY", "line 2: propensity must be in (0, 1], got 1.5"),
     ],
 )
-def test_bad_log_line_is_named(tmp_path, line, message):
-    log = tmp_path / "log.jsonl"
-    log.write_text(line + "\n")
-    with pytest.raises(evaluate.LogError, match=message) as caught:
-        list(evaluate.read_log(log))
-    assert f"{log}:1" in str(caught.value)
+def test_bad_log_line_is_named_by_the_cli(uniform_log, tmp_path, line, message):
+    log, model = tmp_path / "log.jsonl", tmp_path / "model.json"
+    if line == "PROPENSITY":
+        line = json.dumps({**uniform_log[1], "propensity": 1.5})
+    log.write_text(json.dumps(uniform_log[0]) + "\n" + line + "\n")
+    model.write_text(json.dumps(CANDIDATES["truth-shaped"]))
+    done = evaluate_cli("--log", str(log), "--model", str(model), "--bootstrap", "10")
+    assert done.returncode != 0
+    assert message in done.stderr
+    skipped = evaluate_cli("--log", str(log), "--model", str(model), "--bootstrap", "10",
+                           "--skip-invalid", "--min-samples", "1")  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped 1 invalid lines" in skipped.stderr
 
 
 def test_cli_prints_a_table_and_writes_json(uniform_log, tmp_path):
     log, model, out = tmp_path / "log.jsonl", tmp_path / "model.json", tmp_path / "eval.json"
     log.write_text("".join(json.dumps(r) + "\n" for r in uniform_log[:3000]))
     model.write_text(json.dumps(CANDIDATES["truth-shaped"]))
-    done = subprocess.run(
-        [sys.executable, "-m", "model_export", "evaluate", "--log", str(log), "--model",
-         str(model), "--bootstrap", "100", "--json", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
-    )  # fmt: skip
+    done = evaluate_cli(
+        "--log", str(log), "--model", str(model), "--bootstrap", "100", "--json", str(out)
+    )
     assert done.returncode == 0, done.stderr
     printed = done.stdout
     for label in ("candidate IPS", "candidate SNIPS", "candidate DR", "logged policy"):
