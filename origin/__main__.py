@@ -99,7 +99,7 @@ def run_learner(args: argparse.Namespace) -> int:
         print(f"origin: {exc}", file=sys.stderr)
         return 2
     loop = origin.learning
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop_soon())
     print(
         f"origin: learning from {origin.backend}, starting at model {origin.holder.version}",
         flush=True,
@@ -109,6 +109,7 @@ def run_learner(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        loop.stop()
         origin.storage.close()
     return 0
 

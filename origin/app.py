@@ -95,6 +95,7 @@ def build_origin(settings: Settings, storage: Storage | None = None) -> Origin:
             publish_interval_s=settings.publish_interval_s,
             gate=promotion_gate(settings, storage),
         )
+        origin.learning.resume()
     origin.add_gauges()
     return origin
 

@@ -8,11 +8,14 @@ least `publish_interval_s` passed since the last version. Time comes from the in
 so tests drive it in simulated time; `run()` calls `step()` in a background thread.
 
 A learner restart resumes from the consumer position and warm-starts from the last published
-model; decisions that were still waiting for a reward at that moment are not revisited.
+model. A clean stop (`stop()`) publishes what was learned and checkpoints the decisions still
+waiting for a reward, which `resume()` reopens; after a `kill -9` those open decisions are lost
+(their rewards count as unknown), never counted twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -142,12 +145,38 @@ class LearningLoop:
             if not busy:
                 self._stop.wait(poll_s)
 
+    def resume(self) -> bool:
+        """Reopen the decisions a previous learner left waiting for rewards (its checkpoint)."""
+        saved = self.storage.take_checkpoint(self.consumer)
+        if saved is None:
+            return False
+        state = json.loads(saved)
+        state["window_ms"] = self.joiner.window_ms  # the configured window wins
+        state["max_open"] = self.joiner.max_open
+        self.joiner = RewardJoiner.from_state(state)
+        log.info("learner resumed %d open decisions", len(self.joiner))
+        return True
+
+    def checkpoint(self) -> None:
+        """Publish what was learned (the promotion gate still applies), then save the open
+        decisions, so a restart loses neither. Entries read so far are already acknowledged."""
+        if self.unpublished:
+            self.last_publish_ms = 0  # due now
+            self.maybe_publish()
+        self.storage.save_checkpoint(self.consumer, json.dumps(self.joiner.state()))
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="fp-learner", daemon=True)
         self._thread.start()
 
+    def stop_soon(self) -> None:
+        """Ask `run()` to return after its current step (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self) -> None:
+        """Stop stepping, then checkpoint."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.checkpoint()

@@ -165,3 +165,23 @@ def test_learned_model_beats_its_starting_model_on_the_ground_truth(client):
     after = true_value(learned, n=2000, seed=123)
     print(f"true value: starting model {before:.4f}, learned model {after:.4f}")
     assert after > before
+
+
+def test_open_decisions_survive_a_clean_learner_restart(tmp_path):
+    clock = ManualClock(START_MS)
+    settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock,
+                        learner="manual", reward_window_s=WINDOW_S)  # fmt: skip
+    with TestClient(create_app(settings)) as first:
+        first.origin = first.app.state.origin
+        waiting = decide(first)
+        settle(first)
+        assert len(first.origin.learning.joiner) == 1  # open, waiting for a reward
+    with TestClient(create_app(settings)) as second:  # the first stopped cleanly: checkpointed
+        second.origin = second.app.state.origin
+        assert len(second.origin.learning.joiner) == 1
+        click(second, waiting["token"])
+        settle(second)
+        assert second.origin.learning.examples == 1
+        assert second.origin.learning.joiner.counts["rewards"] == 1
+    with TestClient(create_app(settings)) as third:  # nothing is left open
+        assert len(third.app.state.origin.learning.joiner) == 0

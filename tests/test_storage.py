@@ -133,3 +133,15 @@ def test_state_expires_after_its_ttl(backend):
             time.sleep(0.1)
         assert store.get_state("session:short") == {}
     assert store.get_state("session:long") != {}
+
+
+def test_a_checkpoint_is_taken_once(backend):
+    _, _, open_store = backend
+    store = open_store()
+    assert store.take_checkpoint("learner") is None
+    store.save_checkpoint("learner", '{"open": [1]}')
+    store.save_checkpoint("learner", '{"open": [2]}')
+    store.close()
+    reopened = open_store()
+    assert reopened.take_checkpoint("learner") == '{"open": [2]}'
+    assert reopened.take_checkpoint("learner") is None

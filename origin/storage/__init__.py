@@ -72,6 +72,12 @@ class Storage(Protocol):
     def model_history(self, limit: int = 20) -> list[StoredModel]:
         """Published models, newest first."""
 
+    def save_checkpoint(self, name: str, body: str) -> None:
+        """Store `body` under `name` (replacing any): state a restarted consumer resumes from."""
+
+    def take_checkpoint(self, name: str) -> str | None:
+        """Return and delete checkpoint `name`, atomically: a checkpoint is resumed from once."""
+
     def update_state(
         self, key: str, incr: dict[str, float], assign: dict[str, str], ttl_s: int
     ) -> None:

@@ -154,6 +154,14 @@ class RedisStorage:
         models = [self._stored(fields) for fields in self._call("read", pipe.execute)]
         return [m for m in models if m is not None]
 
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str, body: str) -> None:
+        self._call("checkpoint save", self._redis.set, f"{self._prefix}checkpoint:{name}", body)
+
+    def take_checkpoint(self, name: str) -> str | None:
+        return self._call("checkpoint take", self._redis.getdel, f"{self._prefix}checkpoint:{name}")
+
     # --- sessions and profiles ----------------------------------------------------------------
 
     def update_state(

@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS cursors (
     consumer TEXT PRIMARY KEY,
     position INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS models (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     version TEXT NOT NULL UNIQUE,
@@ -164,6 +168,34 @@ class SqliteStorage:
     def model_history(self, limit: int = 20) -> list[StoredModel]:
         rows = self._models("version, sha256, body, published_ms", limit)
         return [StoredModel(*row) for row in rows]
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save_checkpoint(self, name: str, body: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO checkpoints (name, body) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                    (name, body),
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot save checkpoint {name!r}: {exc}") from exc
+
+    def take_checkpoint(self, name: str) -> str | None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT body FROM checkpoints WHERE name = ?", (name,)
+                ).fetchone()
+                self._db.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StorageError(f"cannot take checkpoint {name!r}: {exc}") from exc
+        return row[0] if row else None
 
     # --- sessions and profiles (in process) ---------------------------------------------------
 
