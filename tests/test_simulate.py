@@ -133,7 +133,7 @@ def test_logged_decisions_are_valid_and_propensities_are_the_logging_policy() ->
 
 def test_outcomes_follow_the_ground_truth() -> None:
     sim = Simulator(seed=6)
-    records = list(decisions(4000, seed=6, simulator=Simulator(seed=6)))
+    records = list(decisions(2500, seed=6, simulator=Simulator(seed=6)))
     expected = sum(
         sim.engagement_probability(r["context"], r["slot"], r["variant"]) for r in records
     )
