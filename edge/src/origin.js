@@ -10,19 +10,18 @@ export function originBase(env) {
   return origin.replace(/\/+$/, '');
 }
 
-/** Whether a shared cache may keep this origin response (public HTML, no cookie, a lifetime). */
-export function cacheable(response) {
-  if (response.status !== 200 || response.headers.has('set-cookie')) return false;
-  if ((response.headers.get('vary') || '').includes('*')) return false;
-  const control = (response.headers.get('cache-control') || '').toLowerCase();
+/** Whether a shared cache may keep a 200 origin response with these headers (no cookie, a lifetime). */
+export function cacheable(headers) {
+  if (headers.has('set-cookie') || (headers.get('vary') || '').includes('*')) return false;
+  const control = (headers.get('cache-control') || '').toLowerCase();
   if (/(^|[,\s])(private|no-store|no-cache)\b/.test(control)) return false;
   const lifetime = /(?:^|[,\s])(?:s-maxage|max-age)=(\d+)/.exec(control);
   return lifetime !== null && Number(lifetime[1]) > 0;
 }
 
-/** Whether the response is an HTML document. */
-export function isHtml(response) {
-  return (response.headers.get('content-type') || '').toLowerCase().startsWith('text/html');
+/** Whether headers describe an HTML document. */
+export function isHtml(headers) {
+  return (headers.get('content-type') || '').toLowerCase().startsWith('text/html');
 }
 
 // URLs whose last origin response could not be cached: looking them up again would only cost a
@@ -39,31 +38,36 @@ function knownUncacheable(url, nowMs) {
 }
 
 /**
- * The origin's response to `request` (sent to `base` + its path and query) and whether it came
- * from the cache. GET requests without credentials look in the cache first; cacheable HTML from
- * the origin is stored in the background. `extraCookie` (`name=value`) is added to the Cookie
- * header sent to the origin: a visitor id minted here is the origin's visitor id too.
+ * The origin's response to `request` (sent to `base` + the path and query of `url`) and whether
+ * it came from the cache. GET requests without credentials look in the cache first; cacheable
+ * HTML from the origin is stored in the background. `extraCookie` (`name=value`) is added to the
+ * Cookie header sent to the origin: a visitor id minted here is the origin's visitor id too.
+ * (Workers' `headers` getters build a new object on each access: each is read once here.)
  */
-export async function fetchFromOrigin(request, base, ctx, extraCookie = null) {
-  const url = new URL(request.url);
+export async function fetchFromOrigin(request, url, base, ctx, extraCookie = null) {
   const originUrl = `${base}${url.pathname}${url.search}`;
   const nowMs = Date.now();
-  const useCache = request.method === 'GET' && !request.headers.has('authorization') && typeof caches !== 'undefined';
-  const cacheKey = new Request(originUrl, { method: 'GET' });
-  if (useCache && !knownUncacheable(originUrl, nowMs)) {
-    const cached = await caches.default.match(cacheKey);
+  const requestHeaders = request.headers;
+  // The `caches` global is costly to reach (~as much as a decision): only when it may help.
+  const useCache = request.method === 'GET' && !requestHeaders.has('authorization');
+  if (useCache && !knownUncacheable(originUrl, nowMs) && typeof caches !== 'undefined') {
+    const cached = await caches.default.match(originUrl);
     if (cached) return { response: cached, fromCache: true };
   }
-  const forwarded = new Request(originUrl, request);
+  let init = request;
   if (extraCookie) {
-    const cookie = forwarded.headers.get('cookie');
-    forwarded.headers.set('cookie', cookie ? `${cookie}; ${extraCookie}` : extraCookie);
+    const headers = new Headers(requestHeaders);
+    const cookie = headers.get('cookie');
+    headers.set('cookie', cookie ? `${cookie}; ${extraCookie}` : extraCookie);
+    init = new Request(request, { headers });
   }
-  const response = await fetch(forwarded);
-  if (useCache && isHtml(response) && cacheable(response)) {
+  const response = await fetch(originUrl, init);
+  if (!useCache) return { response, fromCache: false };
+  const headers = response.headers;
+  if (response.status === 200 && isHtml(headers) && cacheable(headers) && typeof caches !== 'undefined') {
     uncacheable.delete(originUrl);
-    ctx.waitUntil(caches.default.put(cacheKey, response.clone()).catch(() => {}));
-  } else if (useCache) {
+    ctx.waitUntil(caches.default.put(originUrl, response.clone()).catch(() => {}));
+  } else {
     if (uncacheable.size >= 10_000) uncacheable.clear();
     uncacheable.set(originUrl, nowMs + UNCACHEABLE_TTL_MS);
   }

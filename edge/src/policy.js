@@ -254,10 +254,17 @@ function randomId() {
  * probabilities, model_version, decision_id, top_features, forced.
  */
 export function decide(model, context, slotName, visitorId = '', decisionId = null, force = null) {
+  return decideActive(model, features(context, model.features), slotName, visitorId, decisionId, force);
+}
+
+/**
+ * `decide` from already extracted features (`features(context, model.features)`), so that one
+ * request's slots share one extraction.
+ */
+export function decideActive(model, active, slotName, visitorId = '', decisionId = null, force = null) {
   decisionId = decisionId || randomId();
   const config = model.slots[slotName];
   const variants = config.variants;
-  const active = features(context, model.features);
   const p = scores(config, active);
   const pi = choiceProbabilities(config, p);
   const top = best(variants, p);

@@ -44,13 +44,13 @@ export function identifyVisitor(cookies, env) {
   return { id, returning: false, setCookie: `${VISITOR_COOKIE}=${id}; Max-Age=${ONE_YEAR_S}; Path=/; HttpOnly; Secure; SameSite=Lax` };
 }
 
-/** The raw context (CONTRACT §1) of an edge request. */
-export function requestContext(request, visitor, env, nowMs) {
+/** The raw context (CONTRACT §1) of an edge request (`url`: its parsed URL). */
+export function requestContext(request, url, visitor, env, nowMs) {
   const headers = request.headers;
   const cf = request.cf || {};
   const context = {
     url: request.url,
-    site_host: env.FP_SITE_HOST || new URL(request.url).hostname,
+    site_host: env.FP_SITE_HOST || url.hostname,
     now_ms: nowMs,
   };
   const optional = {

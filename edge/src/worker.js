@@ -13,8 +13,8 @@
 //   FP_DEV               "1": previews without signature and GET /__fp/status
 
 import site from './site.json';
-import { decide } from './policy.js';
-import { isBot } from './features.js';
+import { decideActive } from './policy.js';
+import { features, isBot } from './features.js';
 import { currentModel, refreshIfDue, modelStatus } from './model_store.js';
 import { fetchFromOrigin, isHtml, originBase } from './origin.js';
 import { VISITOR_COOKIE, identifyVisitor, parseCookies, requestContext } from './visitor.js';
@@ -38,19 +38,22 @@ export default {
     // The visitor is known before the origin is asked, so a freshly minted id reaches it too.
     const model = request.method === 'GET' ? await currentModel() : null;
     if (request.method === 'GET') refreshIfDue(env, ctx, base, Date.now());
-    const visitor = model ? identify(request, model, env) : null;
+    const requestHeaders = request.headers;
+    const visitor = model ? identify(requestHeaders, model, env) : null;
     let response;
     let fromCache;
     try {
       const extraCookie = visitor && visitor.returning === false ? `${VISITOR_COOKIE}=${visitor.id}` : null;
-      ({ response, fromCache } = await fetchFromOrigin(request, base, ctx, extraCookie));
+      ({ response, fromCache } = await fetchFromOrigin(request, url, base, ctx, extraCookie));
     } catch (error) {
       console.warn(`firstpaint: origin fetch failed: ${error.message}`);
       return new Response('The site is unreachable right now.\n', { status: 502, headers: { 'x-fp-fallback': 'origin-unreachable' } });
     }
-    if (request.method !== 'GET' || response.status !== 200 || !isHtml(response)) return response;
+    if (request.method !== 'GET' || response.status !== 200) return response;
+    const responseHeaders = response.headers;
+    if (!isHtml(responseHeaders)) return response;
     try {
-      return await personalize(request, response, { env, ctx, base, model, visitor, fromCache });
+      return await personalize(request, response, { url, responseHeaders, env, ctx, base, model, visitor, fromCache });
     } catch (error) {
       console.warn(`firstpaint: personalization failed: ${error.stack || error}`);
       return fallback(response, 'exception');
@@ -61,10 +64,10 @@ export default {
 const ANONYMOUS = { id: '', returning: undefined, setCookie: null };
 
 /** The visitor of a GET request: anonymous for bots, else as cookies and consent allow. */
-function identify(request, model, env) {
+function identify(headers, model, env) {
   try {
-    if (isBot(request.headers.get('user-agent') || '', model.features.rules)) return { ...ANONYMOUS, bot: true };
-    return { ...identifyVisitor(parseCookies(request.headers.get('cookie')), env), bot: false };
+    if (isBot(headers.get('user-agent') || '', model.features.rules)) return { ...ANONYMOUS, bot: true };
+    return { ...identifyVisitor(parseCookies(headers.get('cookie')), env), bot: false };
   } catch (error) {
     console.warn(`firstpaint: cannot identify the visitor: ${error.message}`);
     return null; // personalize() falls back
@@ -95,25 +98,25 @@ function newDecisionId() {
   return crypto.randomUUID().replace(/-/g, '');
 }
 
-async function personalize(request, response, { env, ctx, base, model, visitor, fromCache }) {
+async function personalize(request, response, { url, responseHeaders, env, ctx, base, model, visitor, fromCache }) {
   const nowMs = Date.now();
   if (!model) return fallback(response, 'no-model');
   if (!visitor) return fallback(response, 'exception');
   if (!env.FP_TOKEN_SECRET) return fallback(response, 'no-token-secret');
 
-  const url = new URL(request.url);
   const bot = visitor.bot;
-  const context = requestContext(request, visitor, env, nowMs);
+  const context = requestContext(request, url, visitor, env, nowMs);
   const preview = await previewOverrides(url, env);
 
   // Workers' clocks only move on I/O, so on the edge this reads ~0; it is real elsewhere.
   const started = performance.now();
   const decisions = [];
+  const active = features(context, model.features);
   for (const [slot, config] of Object.entries(model.slots)) {
     const html = site.slots[slot]?.html;
     if (!html) continue; // the site has no content for this slot
     const force = bot ? config.default : preview?.get(slot) ?? null;
-    const decision = decide(model, context, slot, visitor.id, newDecisionId(), force);
+    const decision = decideActive(model, active, slot, visitor.id, newDecisionId(), force);
     if (typeof html[decision.variant] !== 'string') continue;
     decisions.push({ decision, html: html[decision.variant], logged: !bot && !decision.forced });
   }
@@ -132,7 +135,7 @@ async function personalize(request, response, { env, ctx, base, model, visitor, 
     if (send) ctx.waitUntil(send);
   };
 
-  const headers = new Headers(response.headers);
+  const headers = new Headers(responseHeaders);
   headers.set('cache-control', 'private');
   headers.delete('etag');
   headers.delete('last-modified');
