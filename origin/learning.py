@@ -153,6 +153,7 @@ class LearningLoop:
         state = json.loads(saved)
         state["window_ms"] = self.joiner.window_ms  # the configured window wins
         state["max_open"] = self.joiner.max_open
+        state["counts"] = {}  # counts, like `examples`, are per learner process
         self.joiner = RewardJoiner.from_state(state)
         log.info("learner resumed %d open decisions", len(self.joiner))
         return True
@@ -179,4 +180,7 @@ class LearningLoop:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except Exception:  # shutting down: say so, but let the rest of the shutdown run
+            log.exception("learner checkpoint failed; open decisions will not be resumed")
