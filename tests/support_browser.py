@@ -7,8 +7,8 @@ what was painted and what reached the origin.
     page.add_init_script(PAINT_LOG); ...; painted(page)   # slot states vs rendering updates
     records(origin, "event")                       # what the origin committed
 
-Fixtures (import them into the test module): `dist`, `chromium`, `site` (the real origin with the
-golden model, from tests/support_origin.py).
+Fixtures (`pytest_plugins = ["tests.support_browser"]`): `dist`, `chromium`, `site` (the real
+origin with the golden model, tests/support_origin.py), `edge` (the worker in front of it).
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ import contextlib
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, GOLDEN, ROOT
-from tests.support_origin import TEST_SECRET, RunningOrigin, running_origin  # noqa: F401
+from tests.support_edge import EdgeWorker, edge_worker
+from tests.support_origin import TEST_SECRET, RunningOrigin, running_origin
 
 DIST = ROOT / "browser" / "dist"
 GOLDEN_MODEL = GOLDEN / "model.json"
@@ -210,3 +213,19 @@ def site(dist: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iter
         tmp_path_factory.mktemp("site"), model=GOLDEN_MODEL, env=STABLE_MODEL
     ) as origin:
         yield origin
+
+
+@pytest.fixture(scope="session")
+def edge(site: RunningOrigin) -> Iterator[EdgeWorker]:
+    """The edge worker in front of the origin, once it decides with the origin's model."""
+    with edge_worker(
+        site.url, token_secret=TEST_SECRET, vars={"FP_MODEL_REFRESH_S": "0"}
+    ) as worker:
+        sha = httpx.get(site.url + "/v1/model").headers["etag"].strip('"')
+        for _ in range(300):
+            httpx.get(worker.url + "/", headers={"user-agent": DESKTOP_UA}, timeout=30)
+            if worker.status()["sha256"] == sha:
+                break
+            time.sleep(0.1)
+        assert worker.status()["sha256"] == sha
+        yield worker

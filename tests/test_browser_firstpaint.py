@@ -27,7 +27,7 @@ from tests.support_browser import (
     records,
     zone_at,
 )
-from tests.support_edge import cf_header, edge_worker
+from tests.support_edge import cf_header
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
@@ -115,22 +115,6 @@ def assert_painted_once(hero: Any, variant: str) -> None:
     at_paint = hero.at_paint()
     assert not at_paint or at_paint["html"] == first["html"], hero.states
     assert hero.changed_after_first_render() == []
-
-
-@pytest.fixture(scope="module")
-def edge(site):
-    """The edge worker in front of the origin, once it decides with the origin's model."""
-    with edge_worker(
-        site.url, token_secret=TEST_SECRET, vars={"FP_MODEL_REFRESH_S": "0"}
-    ) as worker:
-        sha = httpx.get(site.url + "/v1/model").headers["etag"].strip('"')
-        for _ in range(300):
-            httpx.get(worker.url + "/", headers={"user-agent": DESKTOP_UA}, timeout=30)
-            if worker.status()["sha256"] == sha:
-                break
-            time.sleep(0.1)
-        assert worker.status()["sha256"] == sha
-        yield worker
 
 
 @pytest.mark.parametrize(("source", "device", "daypart"), MATRIX, ids=["-".join(m) for m in MATRIX])
