@@ -106,7 +106,7 @@ async function throughput(target, total) {
 }
 // Rounds of pass-through / rewriting / no-op-rewriter, in rotating order: the machine's other
 // load drifts, so a ratio is the median of the rounds' own ratios rather than one long run each.
-const ROUNDS = 8;
+const ROUNDS = 15;
 const perRound = Math.ceil(concurrentTotal / ROUNDS);
 const rounds = { rewrite: [], pass: [], floor: [] };
 const cpu = { rewrite: 0, pass: 0, floor: 0 };
