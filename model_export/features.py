@@ -19,9 +19,10 @@ Feature = tuple[str, float]
 _ASCII_SPACE = " \t\n\r\f\v"
 _HEX = "0123456789abcdefABCDEF"
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
-_TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")
+# `\Z`, not `$`: Python's `$` also matches before a final "\n" ("en\n" is not a language).
+_COUNTRY = re.compile(r"^[A-Z]{2}\Z")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
+_TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}\Z")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 DEFAULT_RULES: dict[str, Any] = {

@@ -173,6 +173,8 @@ def test_invalid_time_zones_are_unknown(zone: object) -> None:
         ({"country": "NZ"}, "country", "other"),
         ({"accept_language": "pt_BR,en;q=0.5"}, "language", "pt"),
         ({"accept_language": "*"}, "language", "unknown"),
+        ({"accept_language": "en\n-US"}, "language", "unknown"),  # whole-string match
+        ({"country": "\u00a0US"}, "country", "unknown"),  # only ASCII space is trimmed
         ({"returning": True}, "visitor", "returning"),
         ({"returning": 1}, "visitor", "unknown"),
         ({"url": "https://trailhead.example//CAMPING/x"}, "landing_section", "camping"),

@@ -76,7 +76,16 @@ def test_golden_vectors_cover_the_contract(golden_cases: list[dict]) -> None:
     assert {c["slot"] for c in golden_cases} == {"hero", "promo"}
     assert any(c["holdout"] for c in golden_cases) and any(c["explored"] for c in golden_cases)
     groups = {i.split("/")[0] for i in ids}
-    assert groups >= {"referrer", "utm", "device", "time", "visitor", "session", "context"}
+    assert groups >= {
+        "referrer",
+        "utm",
+        "device",
+        "time",
+        "visitor",
+        "session",
+        "context",
+        "whitespace",
+    }
 
 
 def test_policy_reproduces_every_golden_case(golden_model: dict, golden_cases: list[dict]) -> None:

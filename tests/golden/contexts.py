@@ -413,6 +413,31 @@ def _whole() -> list[tuple[str, Any]]:
     ]
 
 
+def _whitespace() -> list[tuple[str, Any]]:
+    """Only ASCII white space is trimmed; Python's `$` also matches before a final newline and
+    its `.` matches `\r`, U+2028 and U+2029 (CONTRACT §2: the Python semantics are the rule)."""
+    android = "Mozilla/5.0 (Linux; Android 14{}Mobile) Chrome/124.0 Safari/537.36"
+    changes = {
+        "nbsp-utm-source": {"url": "https://trailhead.example/?utm_source=%C2%A0google%C2%A0"},
+        "nbsp-country": {"country": "\u00a0US"},
+        "nbsp-referrer-only": {"referrer": "\u00a0"},
+        "vt-ff-language": {"accept_language": "\x0b\x0cen-US"},
+        "newline-language": {"accept_language": "en\n-US"},
+        "newline-in-referrer-host": {"referrer": "https://mail.google.com\n/x"},
+        "newline-search-host": {"referrer": "https://www.bing.com\n/"},
+        "newline-zone": {"timezone": "Europe/Paris\n"},
+        "em-space-last-event": {"session": {"last_event": "\u2003click"}},
+        "cr-in-android-ua": {"user_agent": android.format("\r "), "ch_ua_mobile": DROP},
+        "line-separator-in-android-ua": {
+            "user_agent": android.format("\u2028"),
+            "ch_ua_mobile": DROP,
+        },
+        "newline-in-android-ua": {"user_agent": android.format("\n"), "ch_ua_mobile": DROP},
+    }
+    return [(f"whitespace/{name}", _variant(**c)) for name, c in changes.items()]
+
+
 def contexts() -> list[tuple[str, Any]]:
     """All golden contexts as (id, context); the context may deliberately not be an object."""
-    return _referrers() + _utm() + _devices() + _times() + _visitor() + _sessions() + _whole()
+    groups = _referrers() + _utm() + _devices() + _times() + _visitor() + _sessions() + _whole()
+    return groups + _whitespace()  # new groups go last: earlier cases keep their ids and draws
