@@ -9,8 +9,21 @@ import path from 'node:path';
 export const EDGE_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const WORKER_ENTRY = path.join(EDGE_DIR, 'src', 'worker.js');
 
-/** Bundle `entry` into `outfile`; with `withoutModel`, `./model.json` stays an external import. */
-export async function bundleWorker({ entry = WORKER_ENTRY, outfile, withoutModel = false, minify = false }) {
+// Tests bundle the worker with another starter model (`modelPath`) in place of src/model.json.
+function replaceModel(modelPath) {
+  return {
+    name: 'replace-model',
+    setup(b) {
+      b.onResolve({ filter: /^\.\/model\.json$/ }, () => ({ path: path.resolve(modelPath) }));
+    },
+  };
+}
+
+/**
+ * Bundle `entry` into `outfile`; with `withoutModel`, `./model.json` stays an external import;
+ * with `modelPath`, that file is bundled as the starter model instead.
+ */
+export async function bundleWorker({ entry = WORKER_ENTRY, outfile, withoutModel = false, modelPath = null, minify = false }) {
   await build({
     entryPoints: [entry],
     outfile,
@@ -21,6 +34,7 @@ export async function bundleWorker({ entry = WORKER_ENTRY, outfile, withoutModel
     minify,
     logLevel: 'error',
     external: withoutModel ? ['./model.json'] : [],
+    plugins: modelPath ? [replaceModel(modelPath)] : [],
   });
   return outfile;
 }

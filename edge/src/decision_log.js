@@ -9,7 +9,8 @@ const DEFAULT_BATCH_MS = 100;
 // Records waiting to be sent, by origin. Only plain data is shared between requests here; each
 // send runs in the waitUntil of the request that scheduled it.
 const pending = new Map();
-let scheduled = false;
+let scheduledAtMs = 0; // when the pending send was scheduled (0: none)
+const LOST_SEND_MS = 30_000; // a send whose request context was cancelled never runs
 
 /** The log record of one decision, with the raw request context it was made from. */
 export function logRecord(decision, visitorId, context, token) {
@@ -42,13 +43,15 @@ export function queueDecisions(env, originBase, records) {
   queue.push(...records);
   pending.set(originBase, queue);
   if (queue.length >= MAX_BATCH) return flush();
-  if (scheduled) return null;
-  scheduled = true;
-  return new Promise((resolve) => setTimeout(resolve, batchDelayMs(env))).then(flush);
+  const delayMs = batchDelayMs(env);
+  const now = Date.now();
+  if (scheduledAtMs && now - scheduledAtMs < delayMs + LOST_SEND_MS) return null;
+  scheduledAtMs = now;
+  return new Promise((resolve) => setTimeout(resolve, delayMs)).then(flush);
 }
 
 async function flush() {
-  scheduled = false;
+  scheduledAtMs = 0;
   const batches = [];
   for (const [base, queue] of pending) {
     while (queue.length) batches.push(sendDecisions(base, queue.splice(0, MAX_BATCH)));

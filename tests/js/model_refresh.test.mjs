@@ -2,6 +2,9 @@
 // a model that breaks the page path falls back to the origin's HTML.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { modelSha256 } from '../../edge/src/policy.js';
 import { DESKTOP, HOME, page, startOrigin, startWorker, starterModel } from './support.mjs';
 
@@ -103,4 +106,37 @@ test('a model whose rules break the page path: the origin HTML passes through wi
   assert.equal(response.headers.get('x-fp-fallback'), 'exception');
   assert.equal(await response.text(), HOME);
   assert.ok(origin.decisions.every((d) => d.model_version !== 'no-bot-rule'));
+});
+
+test('an invalid bundled model: pages pass through (no-model) until the origin serves a good one', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-bad-starter-'));
+  const badStarter = path.join(dir, 'model.json');
+  fs.writeFileSync(badStarter, JSON.stringify({ ...starterModel, sha256: '0'.repeat(64) }));
+  const current = { model: null };
+  const origin = await startOrigin({
+    '/': page(HOME),
+    '/v1/model': (req, res) => {
+      if (!current.model) return res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"no model published yet"}');
+      res.writeHead(200, { 'content-type': 'application/json', etag: `"${current.model.sha256}"` }).end(JSON.stringify(current.model));
+    },
+  });
+  const mf = await startWorker({ FP_ORIGIN: origin.url, FP_MODEL_REFRESH_S: '0', FP_DEV: '1' }, { modelPath: badStarter });
+  t.after(async () => {
+    await mf.dispose();
+    await origin.close();
+  });
+  const first = await mf.dispatchFetch('https://shop.example/', { headers: { 'user-agent': DESKTOP } });
+  assert.equal(first.headers.get('x-fp-fallback'), 'no-model');
+  assert.equal(await first.text(), HOME);
+  let status = await (await mf.dispatchFetch('https://shop.example/__fp/status')).json();
+  assert.equal(status.model_version, null);
+  assert.match(status.last_error ?? '', /starter model rejected: sha256|GET \/v1\/model answered 503/);
+
+  current.model = await sealed({ model_version: 'from-origin' });
+  status = await refreshed(mf, 2);
+  assert.equal(status.model_version, 'from-origin');
+  const later = await mf.dispatchFetch('https://shop.example/', { headers: { 'user-agent': DESKTOP } });
+  assert.equal(later.headers.get('x-fp-fallback'), null);
+  assert.equal(later.headers.get('x-fp-model'), 'from-origin');
+  await later.text();
 });

@@ -16,18 +16,19 @@ export const starterModel = JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src
 
 const bundles = new Map();
 
-/** The esbuild bundle of `entry` (built once per test process). */
-export async function bundle(entry = path.join(ROOT, 'edge/src/worker.js')) {
-  if (!bundles.has(entry)) {
+/** The esbuild bundle of `entry` (built once per test process), optionally with another starter model. */
+export async function bundle(entry = path.join(ROOT, 'edge/src/worker.js'), modelPath = null) {
+  const key = `${entry}\0${modelPath}`;
+  if (!bundles.has(key)) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-edge-'));
-    bundles.set(entry, await bundleWorker({ entry, outfile: path.join(dir, 'worker.js') }));
+    bundles.set(key, await bundleWorker({ entry, modelPath, outfile: path.join(dir, 'worker.js') }));
   }
-  return bundles.get(entry);
+  return bundles.get(key);
 }
 
 /** A Miniflare (workerd) instance running the worker with `vars`; dispose it when done. */
-export async function startWorker(vars, { entry } = {}) {
-  const scriptPath = await bundle(entry);
+export async function startWorker(vars, { entry, modelPath } = {}) {
+  const scriptPath = await bundle(entry, modelPath);
   const mf = new Miniflare({
     modules: true,
     scriptPath,

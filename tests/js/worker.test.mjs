@@ -274,3 +274,15 @@ test('origin HTML that may not be cached is fetched every time, and HEAD passes 
   assert.equal(head.headers.get('x-fp-model'), null);
   assert.equal(head.headers.get('cache-control'), 'no-store');
 });
+
+test('decisions from many pages share one POST /v1/decisions', async (t) => {
+  // A batch is sent when it holds 100 decisions, or after FP_LOG_BATCH_MS (here: never).
+  const { origin, mf } = await setup(t, { '/': page(HOME) }, { FP_LOG_BATCH_MS: '3600000' });
+  for (let i = 0; i < 50; i++) {
+    await (await mf.dispatchFetch('https://shop.example/', { headers: { 'user-agent': DESKTOP } })).text();
+  }
+  const decisions = await origin.waitForDecisions(100);
+  assert.equal(decisions.length, 100);
+  assert.equal(origin.requests.filter((r) => r.path === '/v1/decisions').length, 1);
+  assert.equal(new Set(decisions.map((d) => d.decision_id)).size, 100);
+});
