@@ -102,7 +102,7 @@ async def post_events(request: Request) -> Response:
         origin.metrics.accepted.inc(type=record["type"])
     if any(r.get("session_id") for r in records):
         try:
-            await to_thread.run_sync(_observe_all, origin, records)
+            await origin.run_sessions(_observe_all, origin, records)
         except StorageError:
             origin.metrics.session_errors.inc()  # events are committed; only context is stale
     return JSONResponse({"accepted": len(records)}, status_code=202)
