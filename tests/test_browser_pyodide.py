@@ -144,3 +144,23 @@ def test_pyodide_off_attribute_keeps_the_worker_from_starting(chromium, site):
     assert state["hero"] == 1  # the first-paint decision still happened
     assert html.unescape(state["promo"]) == html.unescape(PROMO_HTML["free_shipping"])
     assert not [url for url in requested if "pyodide" in url]
+
+
+def test_unreachable_pyodide_keeps_the_default_and_no_page_error(chromium, site):
+    context = chromium.new_context(user_agent=DESKTOP_UA)
+    context.route("**/fp/pyodide/**", lambda route: route.abort())  # not a timing test
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda error: errors.append(error))
+    try:
+        page.goto(site.url + "/")
+        page.wait_for_function("firstpaint.fallbacks.some((r) => r.startsWith('pyodide'))")
+        state = page.evaluate(
+            "({promo: document.querySelector('[data-fp-slot=promo]').innerHTML,"
+            " ready: firstpaint.pyodide.ready})"
+        )
+    finally:
+        context.close()
+    assert errors == []
+    assert state["ready"] is False
+    assert html.unescape(state["promo"]) == html.unescape(PROMO_HTML["free_shipping"])

@@ -106,11 +106,18 @@ export function start(host) {
 
   const idle = api.idleSlots;
   let last = "view";
+  let busy = false; // one Python call at a time; a signal meanwhile asks for one more
+  let again = false;
 
   function decideIdle() {
+    if (busy) {
+      again = true;
+      return;
+    }
     // A slot on screen is never swapped under the visitor's eyes; it waits for the next signal.
     const slots = idle.filter((el) => !inView.has(el));
     if (!slots.length) return;
+    busy = true;
     const context = { ...api.context(), session: { pages: 1, categories: [], last_event: last } };
     const requests = slots.map((el) => ({ context, slot: el.fpSlot, visitor_id: api.who.visitor, decision_id: randomId() }));
     api
@@ -129,7 +136,14 @@ export function start(host) {
           adopt(batch);
         }),
       )
-      .catch((err) => fallback("pyodide decide: " + err.message));
+      .catch((err) => fallback("pyodide decide: " + err.message))
+      .then(() => {
+        busy = false;
+        if (again) {
+          again = false;
+          decideIdle();
+        }
+      });
   }
 
   // fp-features/1 knows in-session signals only through `session.last_event`.
@@ -175,7 +189,11 @@ export function start(host) {
         waiting.delete(data.id);
         return data.type === "decided" ? waiter.resolve(data.results) : waiter.reject(new Error(data.reason));
       }
-      if (data.type === "failed") return fallback("pyodide: " + data.reason);
+      if (data.type === "failed") {
+        for (const waiter of waiting.values()) waiter.reject(new Error(data.reason));
+        waiting.clear();
+        return fallback("pyodide: " + data.reason);
+      }
       // Its load time, for the page (performance entry, event) and for the bench.
       Object.assign(state, { ready: true, ready_ms: performance.now() - started, worker_ms: data.load_ms, python: data.python });
       performance.measure("firstpaint:pyodide-ready", { start: started, duration: state.ready_ms });
