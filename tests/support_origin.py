@@ -7,8 +7,13 @@
         origin.kill()            # SIGKILL, for durability tests
     with running_origin(tmp_path, redis_url=url, env={"FP_PUBLISH_INTERVAL_S": "1"}) as o: ...
 
-`redis_server` is a pytest fixture (session scope) yielding a `RedisServer` with `.url`;
-`running_redis(dir)` is the same as a context manager. Processes are stopped by PID only.
+`redis_server` is a pytest fixture (session scope) yielding a `RedisServer` (`.url`, `.port`,
+`.process`, `.client()`), started with `appendonly yes` / `appendfsync always`; `running_redis(dir)`
+is the same as a context manager. `start_origin(...)` returns a `RunningOrigin` (`.url`, `.port`,
+`.pid`, `.db`, `.redis_url`, `.kill()` = SIGKILL, `.stop()` = SIGTERM, `.log_text()`) that the
+caller stops. `start_learner(tmp_path, db=… | redis_url=…)` runs `python -m origin learn` for
+origins started with `args=["--learner", "off"]`; `stop_process(p)` stops it. Every server binds
+127.0.0.1 on a free port, and processes are stopped by PID only.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Both servers run as `uvicorn` subprocesses with the same settings (one worker, a
 h11, no access log) on 127.0.0.1; the load comes from a second process (this file run as a
 script: a raw keep-alive HTTP/1.1 client on asyncio), bounded in requests and in time.
 
+- CPU: the servers' own CPU time per request (from /proc), which other load on the machine
+  does not change: `decide_cpu_ratio` = baseline CPU per request / decide CPU per request,
+  `ingest_cpu_us_per_event`
 - latency: one connection, sequential requests → `decide_p50_ms`, `decide_p99_ms`
 - throughput: `CONCURRENCY` connections, `ROUNDS` alternating phases on the two servers (both
   running throughout, so background load on the machine falls on both alike) → `decide_rps`,
@@ -180,6 +183,20 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, port: int, *load_args: Any) -> dict:
+    """`run_load` plus the CPU time the server spent on it."""
+    before = _cpu_s(pid)
+    result = run_load(port, *load_args)
+    result["server_cpu_s"] = _cpu_s(pid) - before
+    return result
+
+
 def _decide_bodies(n: int = 200) -> list[str]:
     from model_export.simulate import Simulator
 
@@ -297,15 +314,25 @@ def run() -> dict:
             baseline_runs, decide_runs = [], []
             for _ in range(ROUNDS):
                 baseline_runs.append(
-                    run_load(
-                        base_port, "/v1/baseline", baseline_body, CONCURRENCY, PHASE_S, MAX_REQUESTS
+                    _measured(
+                        base.pid,
+                        base_port,
+                        "/v1/baseline",
+                        baseline_body,
+                        CONCURRENCY,
+                        PHASE_S,
+                        MAX_REQUESTS,
                     )
                 )
                 decide_runs.append(
-                    run_load(port, "/v1/decide", bodies, CONCURRENCY, PHASE_S, MAX_REQUESTS)
+                    _measured(
+                        origin.pid, port, "/v1/decide", bodies, CONCURRENCY, PHASE_S, MAX_REQUESTS
+                    )
                 )
             ingest_bodies = _ingest_bodies(600)
-            ingest = run_load(port, "/v1/events", ingest_bodies, 8, PHASE_S, len(ingest_bodies))
+            ingest = _measured(
+                origin.pid, port, "/v1/events", ingest_bodies, 8, PHASE_S, len(ingest_bodies)
+            )
         finally:
             _stop(origin)
             _stop(base)
@@ -324,6 +351,16 @@ def run() -> dict:
         round(len(d["ok_indexes"]) / d["elapsed_s"] / (len(b["ok_indexes"]) / b["elapsed_s"]), 3)
         for b, d in zip(baseline_runs, decide_runs, strict=True)
     ]
+
+    # CPU per request does not depend on what else the machine runs, unlike throughput.
+    def cpu_us(runs: list[dict]) -> float:
+        return 1e6 * sum(r["server_cpu_s"] for r in runs) / sum(len(r["ok_indexes"]) for r in runs)
+
+    results["baseline_cpu_us_per_request"] = round(cpu_us(baseline_runs), 1)
+    results["decide_cpu_us_per_request"] = round(cpu_us(decide_runs), 1)
+    results["decide_cpu_ratio"] = round(
+        results["baseline_cpu_us_per_request"] / results["decide_cpu_us_per_request"], 3
+    )
     results["decide_p50_ms"] = round(latency["p50_ms"], 3)
     results["decide_p99_ms"] = round(latency["p99_ms"], 3)
     results["decide_loaded_p50_ms"] = round(statistics.median(r["p50_ms"] for r in decide_runs), 3)
@@ -333,6 +370,9 @@ def run() -> dict:
     results["ingest_statuses"] = ingest["statuses"]
     results["ingest_events_per_s"] = round(
         len(ingest["ok_indexes"]) * INGEST_BATCH / ingest["elapsed_s"], 1
+    )
+    results["ingest_cpu_us_per_event"] = round(
+        1e6 * ingest["server_cpu_s"] / max(1, len(ingest["ok_indexes"]) * INGEST_BATCH), 1
     )
     results["ingest_acknowledged"] = len(acknowledged)
     results["ingest_lost"] = len(acknowledged - stored)
@@ -351,7 +391,9 @@ def summary(results: dict) -> str:
         f"{results['decide_rps']} rps = {results['decide_ratio']}x bare Starlette "
         f"({results['baseline_rps']} rps; "
         f"target >= 0.6); ingest {results['ingest_events_per_s']} events/s (target >= 5000), "
-        f"lost {results['ingest_lost']}"
+        f"lost {results['ingest_lost']}; CPU per request {results['decide_cpu_us_per_request']} µs "
+        f"vs {results['baseline_cpu_us_per_request']} µs (ratio {results['decide_cpu_ratio']}), "
+        f"{results['ingest_cpu_us_per_event']} µs per event"
     )
 
 
