@@ -77,14 +77,20 @@ def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request
     assert logged[0]["propensity"] == pytest.approx(claims.propensity)
 
 
-def test_conversion_is_sent_with_each_decision_token(chromium, site):
+@pytest.mark.parametrize("when", ["before-load", "after-load"])
+def test_conversion_is_sent_with_each_decision_token(chromium, site, when):
     context = chromium.new_context(user_agent=DESKTOP_UA)
     page = context.new_page()
+    if when == "before-load":  # the page converts before the snippet's measurement is loaded
+        page.add_init_script(
+            "document.addEventListener('DOMContentLoaded', () => firstpaint.convert(49.9))"
+        )
     try:
         page.goto(site.url + "/")
         page.wait_for_function(f"({HERO_DECISION}) !== null")
         hero = page.evaluate(HERO_DECISION)
-        page.evaluate("firstpaint.convert(49.9)")
+        if when == "after-load":
+            page.evaluate("firstpaint.convert(49.9)")
     finally:
         context.close()
 

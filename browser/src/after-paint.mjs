@@ -1,7 +1,7 @@
-// Everything the snippet does after `load`, kept out of the first-paint path:
-// decision tokens, impression / click / conversion events batched through sendBeacon, and,
-// after `load` when the page is idle, the Python policy in a Pyodide module worker for
-// `data-fp-when="idle"` slots, re-decided on in-session signals (scroll depth, exit intent).
+// Everything the snippet does after `load`, kept out of the first-paint path: decision tokens,
+// impression / click / conversion events batched through sendBeacon, and, when the page is
+// idle, the Python policy in a Pyodide module worker for `data-fp-when="idle"` slots,
+// re-decided on in-session signals (scroll depth, exit intent).
 // `host` is what snippet.js shares: {api, model, option, guard, fallback, randomId}.
 
 export function start(host) {
@@ -97,6 +97,7 @@ export function start(host) {
   }
 
   adopt(decisions);
+  api.earlyConversions.forEach(api.convert);
   api.idleSlots.forEach((el) => watcher.observe(el));
   api.earlyClicks.forEach(api.click);
   W.addEventListener("pagehide", guard(flush));

@@ -29,7 +29,7 @@ const guard =
       fallback("error: " + (err && err.message));
     }
   };
-const option = (name) => script.getAttribute("data-fp-" + name) || "";
+const option = (name) => (script && script.getAttribute("data-fp-" + name)) || "";
 const bundle = W.firstpaintModel;
 const model = bundle && bundle.model;
 
@@ -57,7 +57,7 @@ function identity(granted) {
   if (!session) store("sessionStorage", "fp_sid", (session = randomId()));
   return { visitor, session, returning: returning === "1" };
 }
-api.who = identity(option("consent") !== "required" || store("localStorage", "fp_consent") === "1");
+api.who = { visitor: "" };
 api.consent = guard((granted) => {
   if (!granted) {
     for (const area of ["localStorage", "sessionStorage"]) for (const key of ["fp_consent", "fp_vid", "fp_ret", "fp_sid"]) store(area, key, null);
@@ -91,7 +91,10 @@ let parsing = true;
 
 api.render = (el, slot, variant) => {
   const html = bundle.site.slots[slot].html[variant];
-  if (html === undefined) return fallback(slot + ": no html for " + variant);
+  if (html === undefined) {
+    fallback(slot + ": no html for " + variant);
+    return false;
+  }
   el.innerHTML = html;
   el.setAttribute("data-fp-variant", variant);
   for (const node of el.childNodes) ours.add(node);
@@ -136,12 +139,15 @@ const observer = new MutationObserver(
 );
 
 guard(() => {
+  api.who = identity(option("consent") !== "required" || store("localStorage", "fp_consent") === "1");
   if (!model) fallback("model unavailable: window.firstpaintModel is not set");
   scan(D.documentElement, true);
   observer.observe(D.documentElement, { childList: true, subtree: true });
-  // Clicks before after-paint.mjs arrives are kept for it.
+  // Clicks and conversions before after-paint.mjs arrives are kept for it.
   const early = (api.earlyClicks = []);
-  D.addEventListener("click", (e) => (api.click ? api.click(e.target) : early.push(e.target)), true);
+  const conversions = (api.earlyConversions = []);
+  D.addEventListener("click", guard((e) => (api.click ? api.click(e.target) : early.push(e.target))), true);
+  api.convert = (value) => conversions.push(value);
   D.addEventListener(
     "DOMContentLoaded",
     guard(() => {
@@ -154,10 +160,12 @@ guard(() => {
   W.addEventListener(
     "load",
     guard(() =>
-      setTimeout(() =>
-        import(new URL("after-paint.mjs", script.src))
-          .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
-          .catch((err) => fallback("after-paint: " + err.message)),
+      setTimeout(
+        guard(() =>
+          import(new URL("after-paint.mjs", script.src))
+            .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
+            .catch((err) => fallback("after-paint: " + err.message)),
+        ),
       ),
     ),
   );
