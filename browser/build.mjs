@@ -8,7 +8,7 @@
 // `node browser/build.mjs` does nothing when dist/ is up to date; `--force` rebuilds.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,7 +26,7 @@ function files(dir, suffix) {
 
 // Everything the outputs depend on; the wheel part is kept apart because pip is the slow step.
 const jsSources = [...files("browser/src", ".js"), ...files("browser/src", ".mjs"), ...files("edge/src", ".js"), "browser/build.mjs"];
-const pySources = [...files("model_export", ".py"), "pyproject.toml"];
+const pySources = [...files("model_export", ".py"), ...files("origin", ".py"), "pyproject.toml"];
 
 function digest(paths) {
   const hash = createHash("sha256");
@@ -42,13 +42,21 @@ function readManifest() {
   }
 }
 
+// The wheel is built from a copy of the package sources, so setuptools writes its build/ and
+// egg-info there, never into the shared checkout (a stale build/lib would leak into the wheel).
+const WHEEL_SOURCES = ["pyproject.toml", "README.md", "model_export", "origin"];
+
 function buildWheels() {
   const scratch = mkdtempSync(join(tmpdir(), "fp-wheels-"));
   try {
+    const source = join(scratch, "src");
+    for (const entry of WHEEL_SOURCES) {
+      cpSync(join(ROOT, entry), join(source, entry), { recursive: true, filter: (path) => !path.includes("__pycache__") });
+    }
     const pip = [PYTHON, "-m", "pip", "--disable-pip-version-check", "--quiet"];
-    execFileSync(pip[0], [...pip.slice(1), "wheel", "--no-deps", "-w", scratch, ROOT], { stdio: "inherit" });
+    execFileSync(pip[0], [...pip.slice(1), "wheel", "--no-deps", "-w", scratch, source], { cwd: scratch, stdio: "inherit" });
     // zoneinfo in Pyodide needs the tzdata package; the npm build of Pyodide ships no wheels.
-    execFileSync(pip[0], [...pip.slice(1), "download", "tzdata", "--no-deps", "--only-binary=:all:", "-d", scratch], { stdio: "inherit" });
+    execFileSync(pip[0], [...pip.slice(1), "download", "tzdata", "--no-deps", "--only-binary=:all:", "-d", scratch], { cwd: scratch, stdio: "inherit" });
     const wheels = readdirSync(scratch).filter((f) => f.endsWith(".whl")).sort();
     for (const w of wheels) copyFileSync(join(scratch, w), join(DIST, w));
     return wheels;

@@ -62,7 +62,9 @@ ZONES = [
 
 def build_dist() -> dict[str, Any]:
     """Run `node browser/build.mjs` (it only rebuilds what changed) and return its manifest."""
-    subprocess.run(["node", "browser/build.mjs"], cwd=ROOT, check=True, capture_output=True)
+    built = subprocess.run(["node", "browser/build.mjs"], cwd=ROOT, capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"node browser/build.mjs failed:\n{built.stdout}{built.stderr}"[-4000:])
     return json.loads((DIST / "manifest.json").read_text())
 
 
