@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 SPEC_VERSION = "fp-features/1"
@@ -176,14 +177,18 @@ def feature_names(spec: Mapping[str, Any]) -> list[str]:
 # --- text helpers (CONTRACT §2) ---------------------------------------------------------------
 
 
+_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def lower(s: str) -> str:
     """ASCII-only lowercase: the same in every runtime, whatever its Unicode tables."""
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in s)
+    return s.translate(_LOWER)
 
 
 def upper(s: str) -> str:
     """ASCII-only uppercase."""
-    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in s)
+    return s.translate(_UPPER)
 
 
 def trim(s: str) -> str:
@@ -259,11 +264,19 @@ def _strip_www(host: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
 def _search(pattern: str, text: str) -> bool:
-    return re.search(pattern, text, re.ASCII | re.IGNORECASE) is not None
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        if len(_COMPILED) > 256:  # specs come and go with model versions; patterns rarely do
+            _COMPILED.clear()
+        compiled = _COMPILED[pattern] = re.compile(pattern, re.ASCII | re.IGNORECASE)
+    return compiled.search(text) is not None
 
 
-def _first_rule(rules: list[list[str]], text: str) -> str | None:
+def _first_rule(rules: Iterable[Sequence[str]], text: str) -> str | None:
     for value, pattern in rules:
         if _search(pattern, text):
             return value
@@ -284,6 +297,36 @@ def _local_time(context: Mapping[str, Any]) -> datetime | None:
         return datetime.fromtimestamp(now_ms / 1000.0, ZoneInfo(zone))
     except (Exception, KeyError):  # unknown key, missing tzdata, out-of-range time
         return None
+
+
+_AgentRules = tuple[str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+
+def _agent_rules(rules: Mapping[str, Any]) -> _AgentRules:
+    """The user-agent rules as a hashable key for the classification cache."""
+    return (
+        rules["tablet"],
+        rules["mobile"],
+        tuple((v, p) for v, p in rules["os"]),
+        tuple((v, p) for v, p in rules["browser"]),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _classify_agent(ua: str, mobile_hint: str, rules: _AgentRules) -> tuple[str | None, ...]:
+    """(device, os, browser): cached, since real traffic repeats a few thousand user agents."""
+    tablet, mobile, os_rules, browser_rules = rules
+    if ua and _search(tablet, ua):
+        device: str | None = "tablet"
+    elif mobile_hint == "?1" or (ua and _search(mobile, ua)):
+        device = "mobile"
+    elif ua or mobile_hint == "?0":
+        device = "desktop"
+    else:
+        device = None
+    if not ua:
+        return device, None, None
+    return device, _first_rule(os_rules, ua) or "other", _first_rule(browser_rules, ua) or "other"
 
 
 def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
@@ -309,22 +352,16 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         ref_class = _first_rule(rules["referrer_hosts"], ref_host) or "other"
 
     ua = _text(context.get("user_agent"))
-    mobile_hint = _text(context.get("ch_ua_mobile"))
-    if ua and _search(rules["tablet"], ua):
-        device: str | None = "tablet"
-    elif mobile_hint == "?1" or (ua and _search(rules["mobile"], ua)):
-        device = "mobile"
-    elif ua or mobile_hint == "?0":
-        device = "desktop"
-    else:
-        device = None
+    device, os_family, browser = _classify_agent(
+        ua, _text(context.get("ch_ua_mobile")), _agent_rules(rules)
+    )
 
     local = _local_time(context)
     hour = None if local is None else local.hour + local.minute / 60.0
 
     country = upper(trim(_text(context.get("country"))))
     language = _text(context.get("accept_language")).split(",", 1)[0].split(";", 1)[0]
-    language = lower(re.split(r"[-_]", trim(language), maxsplit=1)[0])
+    language = lower(trim(language).replace("_", "-").split("-", 1)[0])
     returning = context.get("returning")
     segments = [s for s in path.split("/") if s]
 
@@ -344,8 +381,8 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         "utm_medium": medium or None,
         "utm_campaign": lower(trim(params.get("utm_campaign", ""))) or None,
         "device": device,
-        "os": (_first_rule(rules["os"], ua) or "other") if ua else None,
-        "browser": (_first_rule(rules["browser"], ua) or "other") if ua else None,
+        "os": os_family,
+        "browser": browser,
         "hour_sin": 0.0 if hour is None else math.sin(2 * math.pi * hour / 24),
         "hour_cos": 0.0 if hour is None else math.cos(2 * math.pi * hour / 24),
         "weekday": None if local is None else _WEEKDAYS[local.weekday()],
@@ -363,22 +400,42 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
     }
 
 
+_Plan = list[tuple[str, str, dict[str, str], str, str]]
+_PLANS: dict[int, tuple[Any, _Plan]] = {}
+
+
+def _plan(fields: list[dict[str, Any]]) -> _Plan:
+    """Per field: (name, kind, value → feature name, `other` name, `unknown` name), cached."""
+    cached = _PLANS.get(id(fields))
+    if cached is not None and cached[0] is fields:
+        return cached[1]
+    plan: _Plan = []
+    for field in fields:
+        name, kind = field["name"], field["kind"]
+        vocab = field.get("vocab", [])
+        known = vocab[:-2] if kind == "categorical" else vocab
+        names = {v: f"{name}={v}" for v in known}
+        plan.append((name, kind, names, f"{name}=other", f"{name}=unknown"))
+    if len(_PLANS) > 16:  # a few live models at a time; never grow without bound
+        _PLANS.clear()
+    _PLANS[id(fields)] = (fields, plan)
+    return plan
+
+
 def features(context: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Feature]:
     """Active features of `context` as ordered `(name, value)` pairs; never raises on bad input."""
     raw = raw_values(context, spec["rules"])
     active: list[Feature] = []
-    for field in spec["fields"]:
-        name, kind, value = field["name"], field["kind"], raw[field["name"]]
+    for name, kind, names, other, unknown in _plan(spec["fields"]):
+        value = raw[name]
         if kind == "numeric":
             if value != 0.0:
                 active.append((name, value))
         elif kind == "multi_hot":
             present = set(value)
-            active.extend((f"{name}={v}", 1.0) for v in field["vocab"] if v in present)
+            active.extend((n, 1.0) for v, n in names.items() if v in present)
         else:
-            vocab = field["vocab"]
-            bucket = "unknown" if not value else value if value in vocab[:-2] else "other"
-            active.append((f"{name}={bucket}", 1.0))
+            active.append((names.get(value, other) if value else unknown, 1.0))
     return active
 
 
