@@ -341,7 +341,7 @@ def cli(args: argparse.Namespace) -> int:
             return 1
     print(table(reports, truth))
     if args.json is not None:
-        out = {"reports": [r.to_dict() for r in reports]}
+        out: dict[str, Any] = {"reports": [r.to_dict() for r in reports]}
         if truth is not None:
             out["truth"] = asdict(truth)
         args.json.parent.mkdir(parents=True, exist_ok=True)
