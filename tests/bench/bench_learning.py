@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,7 +141,9 @@ def stop(process: subprocess.Popen) -> None:
 # --- the starting model and the nightly trainer ------------------------------------------------
 
 
-def train(records: list[dict[str, Any]], spec: dict, slots: dict, now_ms: int) -> dict[str, Any]:
+def train(
+    records: Sequence[dict[str, Any]], spec: dict, slots: dict, now_ms: int
+) -> dict[str, Any]:
     """firstpaint's batch training (`model_export.train.fit`) and export, quietly."""
     with open(os.devnull, "w") as quiet:
         stderr, sys.stderr = sys.stderr, quiet
@@ -171,7 +174,7 @@ class Track:
         self.sampled = np.zeros(n)
         self.k = 0
 
-    def add(self, p: float, engaged: bool) -> None:
+    def add(self, p: float, engaged: float) -> None:
         self.expected[self.k] = p
         self.sampled[self.k] = engaged
         self.k += 1
@@ -294,8 +297,8 @@ def run(requests: int = REQUESTS, days: int = DAYS) -> dict[str, Any]:
         stop(process)
         arms["vw"].close()  # type: ignore[attr-defined]
     single = baselines.best_single_variants(truth_rows)
-    for slot, p in truth_rows:
-        tracks["single"].add(p[single[slot]], False)
+    for slot, row in truth_rows:
+        tracks["single"].add(row[single[slot]], 0)
     # Neither is replayed: the single variant is known only afterwards, the cap is analytic.
     tracks["single"].sampled[:] = tracks["explore_cap"].sampled[:] = np.nan
     return summarize(
@@ -424,7 +427,7 @@ def plot(tracks: dict[str, Track], times: np.ndarray, drift_ms: int, path: Path)
     fig, (total, gap, rolling) = plt.subplots(1, 3, figsize=(18, 5.2))
     window = max(1, int(np.searchsorted(times, times[0] + 12 * HOUR_MS)))  # 12 simulated hours
     for name, track in tracks.items():
-        style = {"lw": 2.2 if name == "online" else 1.2}
+        style: dict[str, Any] = {"lw": 2.2 if name == "online" else 1.2}
         if name == "explore_cap":
             style.update(color="grey", ls=":")
         cumulative = np.cumsum(track.expected)
