@@ -6,8 +6,9 @@ top feature weights — server-rendered HTML with inline SVG: no script, no exte
 
 The page reads the decision/event log through its own consumer cursor (`dashboard`) and keeps
 running totals in this process, so a render costs only the entries logged since the last one.
-Totals therefore cover the log from when this process first read it. Decisions and events
-are joined on `decision_id` (a click carries its slot and variant, but not the holdout flag).
+The cursor is stored with the log, so after a restart the totals start again from the
+entries logged since (the first render reads a fresh log from its beginning). Decisions and
+events are joined on `decision_id` (a click carries slot and variant, not the holdout flag).
 """
 
 from __future__ import annotations
