@@ -107,6 +107,19 @@ class Oracle:
         pass
 
 
+def exploration_ceiling(config: Mapping[str, Any], p: Mapping[str, float]) -> float:
+    """Expected engagement of the *true* scores `p` under the slot's exploration and holdout.
+
+    The best any learner can do while it keeps exploring as the model says: the ceiling for
+    firstpaint's online and nightly policies, which the oracle (greedy on the truth) is not
+    held to.
+    """
+    pi = policy.choice_probabilities(config, p)
+    explored = sum(pi[v] * p[v] for v in config["variants"])
+    holdout = config.get("holdout", 0.0)
+    return (1 - holdout) * explored + holdout * p[config["default"]]
+
+
 class NightlyBatch:
     """firstpaint's model and policy, retrained at each simulated midnight (UTC)."""
 

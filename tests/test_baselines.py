@@ -110,3 +110,14 @@ def test_vw_features_are_the_contract_features(golden_model):
     arm.close()
     for name, _ in features(context, golden_model["features"]):
         assert f" {name}:" in shared
+
+
+def test_exploration_ceiling_is_between_the_mean_and_the_best_true_score():
+    p = {"default": 0.1, "running": 0.3, "camping": 0.05}
+    greedy = {"variants": list(p), "default": "default", "holdout": 0.0,
+              "exploration": {"kind": "egreedy", "epsilon": 0.0}}  # fmt: skip
+    assert baselines.exploration_ceiling(greedy, p) == pytest.approx(0.3)
+    uniform = {**greedy, "exploration": {"kind": "egreedy", "epsilon": 1.0}}
+    assert baselines.exploration_ceiling(uniform, p) == pytest.approx(0.15)
+    held = {**greedy, "holdout": 0.05}
+    assert baselines.exploration_ceiling(held, p) == pytest.approx(0.95 * 0.3 + 0.05 * 0.1)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from model_export import baselines, policy, simulate
+from model_export import baselines, simulate
 from model_export.export import model_from_fit
 from model_export.features import features
 from model_export.train import DecisionLog, fit
@@ -256,7 +256,9 @@ def run(requests: int = REQUESTS, days: int = DAYS) -> dict[str, Any]:
                 if i % 1000 == 0:  # the shortcut must agree with the simulator itself
                     check_truth(sim, context, slot, p_now[slot])
                 truth_rows.append((slot, p_now[slot]))
-                tracks["explore_cap"].add(exploring_oracle(slots_config[slot], p_now[slot]), 0)
+                tracks["explore_cap"].add(
+                    baselines.exploration_ceiling(slots_config[slot], p_now[slot]), 0
+                )
                 u = outcomes.random()
                 decision = shown[slot]
                 versions.add(decision["model_version"])
@@ -327,18 +329,6 @@ def true_probabilities(
             z += w * value
         result[variant] = 1.0 / (1.0 + math.exp(-z))
     return result
-
-
-def exploring_oracle(config: dict[str, Any], p: dict[str, float]) -> float:
-    """Expected engagement of the true scores under the slot's exploration and holdout.
-
-    The best any learner can do while it keeps exploring as site.toml says: the ceiling for
-    (a) and (b), which the plain oracle (f) does not pay.
-    """
-    pi = policy.choice_probabilities(config, p)
-    explored = sum(pi[v] * p[v] for v in config["variants"])
-    holdout = config.get("holdout", 0.0)
-    return (1 - holdout) * explored + holdout * p[config["default"]]
 
 
 def check_truth(sim: simulate.Simulator, context: dict, slot: str, p: dict[str, float]) -> None:
