@@ -196,7 +196,7 @@ export function start(host) {
         return fallback("pyodide: " + data.reason);
       }
       // Its load time, for the page (performance entry, event) and for the bench.
-      Object.assign(state, { ready: true, ready_ms: performance.now() - started, worker_ms: data.load_ms, python: data.python });
+      Object.assign(state, { ready: true, ready_ms: performance.now() - started, worker_ms: data.load_ms, phases: data.phases, python: data.python });
       performance.measure("firstpaint:pyodide-ready", { start: started, duration: state.ready_ms });
       W.dispatchEvent(new CustomEvent("firstpaint:pyodide-ready", { detail: state }));
       decideIdle();

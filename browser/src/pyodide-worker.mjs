@@ -4,7 +4,7 @@
 //
 // Messages in:  {id, type: "decide", model: <model.json text>, requests: [{context, slot,
 //               visitor_id, decision_id}]}
-// Messages out: {type: "ready", load_ms, python} once, or {type: "failed", reason};
+// Messages out: {type: "ready", load_ms, phases, python} once, or {type: "failed", reason};
 //               {id, type: "decided", results: [{decision, features}]} or {id, type: "failed", reason}.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
@@ -32,11 +32,19 @@ def fp_decide(model_text, requests_text):
 
 const started = performance.now();
 const ready = (async () => {
+  const phases = {};
+  const lap = (name, since) => (phases[name] = performance.now() - since);
   const pyodide = await loadPyodide({ indexURL: new URL("./pyodide/", import.meta.url).href });
+  lap("pyodide_ms", started);
+  const packagesStarted = performance.now();
   await pyodide.loadPackage(WHEELS.map((w) => new URL(w, import.meta.url).href), { messageCallback: () => {} });
+  lap("wheels_ms", packagesStarted);
+  const importStarted = performance.now();
   pyodide.runPython(GLUE);
+  lap("import_ms", importStarted);
   const decideInPython = pyodide.globals.get("fp_decide");
-  postMessage({ type: "ready", load_ms: performance.now() - started, python: pyodide.runPython("import sys; sys.version.split()[0]") });
+  const python = pyodide.runPython("import sys; sys.version.split()[0]");
+  postMessage({ type: "ready", load_ms: performance.now() - started, phases, python });
   return decideInPython;
 })();
 ready.catch((err) => postMessage({ type: "failed", reason: `pyodide did not start: ${err && err.message}` }));
