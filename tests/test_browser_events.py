@@ -37,16 +37,18 @@ def wait_for(find: Any, timeout_s: float = 15.0) -> Any:
     return find()
 
 
-@pytest.mark.parametrize("front", ["snippet", "edge"])
+@pytest.mark.parametrize("front", ["snippet", "edge", "origin-page"])
 def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request, front):
-    """No edge: the snippet decides and the origin signs; edge: the worker decides and signs."""
+    """No edge: the snippet decides and the origin signs; edge: the worker decides and signs;
+    a later page (`/running`): the origin decides with session context and signs."""
     url = (request.getfixturevalue("edge") if front == "edge" else site).url
+    path = "/running" if front == "origin-page" else "/"
     context = chromium.new_context(user_agent=DESKTOP_UA, viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list = []
     page.on("pageerror", lambda error: errors.append(error))
     try:
-        page.goto(url + "/?utm_source=newsletter&utm_medium=email")
+        page.goto(url + path + "?utm_source=newsletter&utm_medium=email")
         page.wait_for_function(f"({HERO_DECISION}) !== null")
         hero = page.evaluate(HERO_DECISION)
         with page.expect_navigation():
@@ -54,7 +56,7 @@ def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request
     finally:
         context.close()
     assert errors == []
-    assert hero["source"] == front
+    assert hero["source"] == ("snippet" if front == "snippet" else "server")
 
     claims = verify(TEST_SECRET.encode(), hero["token"])
     assert claims.variant == hero["variant"]

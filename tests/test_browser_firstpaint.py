@@ -144,7 +144,7 @@ def test_with_the_edge_in_front_the_hero_at_first_paint_is_the_policy_choice(
         context.close()
 
     claims = verify(TEST_SECRET.encode(), token)
-    assert ["hero", "edge", token] in measured  # the snippet only measures what the edge decided
+    assert ["hero", "server", token] in measured  # the snippet only measures what the edge decided
     logged = wait_for_decision(site, claims.decision_id)
     seen = logged["context"]
     # The context as this test set it up; headers the browser chooses and the time come from

@@ -105,7 +105,8 @@ function decideSlot(el, late) {
   if (el.fpSlot) return;
   const slot = (el.fpSlot = el.getAttribute("data-fp-slot"));
   const token = el.getAttribute("data-fp-decision");
-  if (token) return decisions.push({ el, slot, variant: el.getAttribute("data-fp-variant"), token, source: "edge" });
+  // Decided before it reached the browser (the edge, or the origin on later pages): measure only.
+  if (token) return decisions.push({ el, slot, variant: el.getAttribute("data-fp-variant"), token, source: "server" });
   if (!model || !model.slots[slot] || !bundle.site.slots[slot]) return fallback(slot + ": not in the model");
   if (el.getAttribute("data-fp-when") === "idle") return idle.push(el);
   if (late && performance.getEntriesByType("paint").length) return fallback(slot + ": painted before the snippet ran");
