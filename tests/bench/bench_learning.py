@@ -48,7 +48,7 @@ DAYS = 8
 DRIFT_DAY = 4
 WARMUP_DECISIONS = 6_000
 SLOTS = ("hero", "promo")
-EVENT_BATCH_REQUESTS = 20  # events go out in batches, at most 5 simulated minutes late
+EVENT_BATCH_REQUESTS = 10  # events go out in batches, at most 5 simulated minutes late
 EVENT_MAX_DELAY_MS = 5 * 60_000
 SIM_HEADER = "x-fp-sim-now-ms"
 HOUR_MS = 3_600_000
@@ -60,24 +60,39 @@ SECRET = "bench-learning-secret"
 
 
 class SimulatedTime:
-    """ASGI middleware: moves the app's ManualClock up to the request's simulated time."""
+    """ASGI middleware: the origin in simulated time, with its learner stepping in lockstep.
 
-    def __init__(self, app: Any, clock: Any) -> None:
+    Each request moves the app's ManualClock up to its `SIM_HEADER` time. After each batch
+    of events the learner takes one `LearningLoop.step()` (read the log, join rewards, learn,
+    publish if due) before the next request is served, so how much it has learned at a given
+    simulated moment does not depend on how fast this machine runs the stream. (The learner
+    thread of `python -m origin serve` polls every 0.2 s of wall time instead: with days of
+    traffic compressed into minutes, that would tie learning to CPU speed.)
+    """
+
+    def __init__(self, app: Any, clock: Any, step: Any) -> None:
         self.app = app
         self.clock = clock
+        self.step = step
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == SIM_HEADER.encode():
-                    ahead = int(value) - self.clock.now_ms()
-                    if ahead > 0:
-                        self.clock.advance(ahead)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == SIM_HEADER.encode():
+                ahead = int(value) - self.clock.now_ms()
+                if ahead > 0:
+                    self.clock.advance(ahead)
         await self.app(scope, receive, send)
+        if scope["path"] == "/v1/events":
+            import anyio
+
+            await anyio.to_thread.run_sync(self.step)
 
 
 def serve(port: int, db: str, model: str, start_ms: int) -> None:
-    """Run the real origin app with a ManualClock driven by `SIM_HEADER` (subprocess entry)."""
+    """Run the real origin app in simulated time (the benchmark's subprocess entry point)."""
     import uvicorn
 
     from origin.app import create_app
@@ -85,9 +100,10 @@ def serve(port: int, db: str, model: str, start_ms: int) -> None:
     from origin.services import Settings
 
     clock = ManualClock(start_ms)
-    settings = Settings.from_env(db=db, model_path=model, learner="thread", clock=clock)
+    settings = Settings.from_env(db=db, model_path=model, learner="manual", clock=clock)
     app = create_app(settings)
-    uvicorn.run(SimulatedTime(app, clock), host="127.0.0.1", port=port, log_level="warning")
+    step = app.state.origin.learning.step
+    uvicorn.run(SimulatedTime(app, clock, step), host="127.0.0.1", port=port, log_level="warning")
 
 
 def start_origin(workdir: Path, model: Path, start_ms: int) -> tuple[subprocess.Popen, str]:
@@ -105,7 +121,7 @@ def start_origin(workdir: Path, model: Path, start_ms: int) -> tuple[subprocess.
         # that CPU starves the learner, so the closed loop runs without it (see the report).
         "FP_PROMOTION_MAX_DROP": "off",
     }
-    log = open(workdir / "origin.log", "ab")  # noqa: SIM115 (the child writes to it)
+    log = open(workdir / "origin.log", "wb")  # noqa: SIM115 (the child writes to it)
     code = (
         "import sys; from tests.bench.bench_learning import serve; "
         "serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))"
