@@ -105,7 +105,7 @@ def promotion_gate(settings: Settings, storage: Storage) -> PromotionGate | None
     if settings.promotion_max_drop is None:
         return None
     try:
-        return PromotionGate(storage, max_drop=settings.promotion_max_drop)
+        return PromotionGate(storage, max_drop=settings.promotion_max_drop, min_interval_s=30.0)
     except ValueError as exc:
         raise ConfigError(f"FP_PROMOTION_MAX_DROP: {exc}") from exc
 

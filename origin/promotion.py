@@ -12,17 +12,23 @@ A refused candidate is held (`LearningLoop.held`); an operator can publish it an
 `POST /admin/promote`, or go back to any earlier version with `python -m origin rollback`.
 
 The recent log is read through the gate's own consumer (`promotion`), so the learner's and the
-dashboard's positions are untouched; at most `window` decisions are kept.
+dashboard's positions are untouched; at most `window` decisions are kept, and an evaluation
+runs at most every `min_interval_s` (30 s in the origin) because it costs CPU in the serving
+process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_export.policy import canonical_json
 from origin.storage import DECISION, EVENT, Storage
 
 log = logging.getLogger("origin.promotion")
@@ -50,7 +56,7 @@ class Verdict:
 class RecentLog:
     """The last `window` logged decisions with `engaged` (0/1) joined from their events."""
 
-    def __init__(self, storage: Storage, window: int = 20_000, consumer: str = CONSUMER) -> None:
+    def __init__(self, storage: Storage, window: int = 10_000, consumer: str = CONSUMER) -> None:
         self.storage = storage
         self.window = window
         self.consumer = consumer
@@ -90,8 +96,9 @@ class PromotionGate:
         max_drop: float = 0.10,
         estimator: str = "snips",
         min_decisions: int = 500,
-        window: int = 20_000,
+        window: int = 3000,
         n_boot: int = 20,
+        min_interval_s: float = 0.0,
     ) -> None:
         from model_export.evaluate import ESTIMATORS
 
@@ -103,18 +110,44 @@ class PromotionGate:
         self.estimator = estimator
         self.min_decisions = min_decisions
         self.n_boot = n_boot
+        self.min_interval_s = min_interval_s
         self.log = RecentLog(storage, window)
         self.last: Verdict | None = None
+        self._judged_at = -math.inf
 
     def values(self, model: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
         """slot → (estimated value of `model`, decisions it rests on)."""
         from model_export.evaluate import evaluate_log
 
-        reports = evaluate_log(records, model, n_boot=self.n_boot, min_samples=self.min_decisions)
+        reports = evaluate_log(
+            records, model, n_boot=self.n_boot, min_samples=self.min_decisions, estimators=(self.estimator,)
+        )
         return {r.slot: (r.estimates[self.estimator].value, r.n) for r in reports}
 
+    @staticmethod
+    def with_features(records: list[dict[str, Any]], spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Records carrying their active features under `spec`, computed once per record and spec
+        (the gate runs at every publish interval over the same recent decisions)."""
+        from model_export.features import features
+
+        key = hashlib.sha256(canonical_json(spec).encode()).hexdigest()
+        for record in records:
+            if record.get("_spec") != key:
+                record["features"] = [list(f) for f in features(record.get("context") or {}, spec)]
+                record["_spec"] = key
+        return records
+
     def check(self, candidate: Mapping[str, Any], current: Mapping[str, Any]) -> Verdict:
-        """Promote `candidate` over `current`? Judged on the recent decision log."""
+        """Promote `candidate` over `current`? Judged on the recent decision log.
+
+        An evaluation costs about a second of CPU for 3000 decisions, in the serving process:
+        within `min_interval_s` of the last one its verdict stands (a refusal holds publishing
+        until the next evaluation; after an approval the learner's next versions, a few seconds
+        of learning apart, are published until then)."""
+        now = time.monotonic()
+        if self.last is not None and now - self._judged_at < self.min_interval_s:
+            return self.last
+        self._judged_at = now
         self.log.refresh()
         records = [r for r in self.log.records() if r.get("slot") in candidate["slots"]]
         counts: dict[str, int] = {}
@@ -125,6 +158,10 @@ class PromotionGate:
             verdict = Verdict(True, f"fewer than {self.min_decisions} logged decisions per slot: nothing to judge by", decisions=counts)
             self.last = verdict
             return verdict
+        if candidate["features"] == current["features"]:
+            judged = self.with_features(judged, candidate["features"])
+        else:  # a different feature spec: each model computes its own features from the context
+            judged = [{k: v for k, v in r.items() if k not in ("features", "_spec")} for r in judged]
         new = self.values(candidate, judged)
         old = self.values(current, [r for r in judged if r["slot"] in current["slots"]])
         worse = [

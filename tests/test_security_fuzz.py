@@ -11,6 +11,7 @@ and written to `build/test-artifacts/fuzz_origin.json`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -282,6 +283,7 @@ def without_lifespan(app):
 
 # Its own origin (schemathesis drives the app from its own event loop), loaded at collection.
 SCHEMA_APP, SCHEMA_DIR = fuzz_app()
+atexit.register(shutil.rmtree, SCHEMA_DIR, True)  # also when the module is collected but not run
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(SCHEMA_APP))
 CONFORMANCE = [
     sc.not_a_server_error, sc.status_code_conformance, sc.content_type_conformance,
@@ -298,7 +300,6 @@ def test_schemathesis(case):
 
 
 def teardown_module() -> None:
-    shutil.rmtree(SCHEMA_DIR, ignore_errors=True)
     out = ROOT / "build" / "test-artifacts"
     out.mkdir(parents=True, exist_ok=True)
     schemathesis_total = sum(v for k, v in TRIED.items() if k.startswith("schemathesis"))
