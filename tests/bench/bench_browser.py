@@ -20,6 +20,7 @@ import http.server
 import statistics
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.support_browser import DESKTOP_UA, DIST, GOLDEN_MODEL, STABLE_MODEL, 
 from tests.support_origin import running_origin
 
 RUNS = 15
+SETTLE_S = 1.0
 PYODIDE_RUNS = 3
 TAGS = ('<script src="/fp/model.js?v=', '<script src="/fp/snippet.js"></script>')
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
@@ -116,6 +118,8 @@ def _fcp(browser: Any, url: str, wait_for_pyodide: bool = False) -> tuple[float,
         return fcp, decide_ms
     finally:
         context.close()
+        if wait_for_pyodide:
+            time.sleep(SETTLE_S)  # let the closed worker's threads go before the next page
 
 
 def _pyodide_ready(browser: Any, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
