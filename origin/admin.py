@@ -60,7 +60,9 @@ def rollback(storage: Storage, to: str | None, now_ms: int) -> StoredModel:
     try:
         model = load_model(target.body)
     except ModelError as exc:
-        raise AdminError(f"stored model {target.version} fails its checks, not served: {exc}", 409) from exc
+        raise AdminError(
+            f"stored model {target.version} fails its checks, not served: {exc}", 409
+        ) from exc
     if model["sha256"] != target.sha256:
         raise AdminError(f"stored model {target.version} does not match its recorded sha256", 409)
     republished = StoredModel(target.version, target.sha256, target.body, now_ms)
@@ -76,10 +78,13 @@ def _authorized(request: Request, origin: Origin) -> Response | None:
     if not header or scheme.lower() != "bearer" or not given.strip():
         return JSONResponse(
             {"error": "admin API: send Authorization: Bearer <FP_ADMIN_TOKEN>"},
-            status_code=401, headers={"WWW-Authenticate": 'Bearer realm="firstpaint-admin"'},
-        )  # fmt: skip
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="firstpaint-admin"'},
+        )
     if not expected:
-        return JSONResponse({"error": "admin API disabled: FP_ADMIN_TOKEN is not set"}, status_code=403)
+        return JSONResponse(
+            {"error": "admin API disabled: FP_ADMIN_TOKEN is not set"}, status_code=403
+        )
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
         return JSONResponse({"error": "admin API: wrong bearer token"}, status_code=403)
     return None
@@ -106,12 +111,14 @@ def routes(origin: Origin, gate: PromotionGate | None = None) -> list[Route]:
     async def list_models(request: Request) -> Response:
         history = await to_thread.run_sync(origin.storage.model_history, 50)
         held = origin.learning.held if origin.learning is not None else None
-        return JSONResponse({
-            "current": origin.holder.version,
-            "models": [_summary(m) for m in history],
-            "held": None if held is None else held["model_version"],
-            "gate": None if gate is None or gate.last is None else gate.last.to_dict(),
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "current": origin.holder.version,
+                "models": [_summary(m) for m in history],
+                "held": None if held is None else held["model_version"],
+                "gate": None if gate is None or gate.last is None else gate.last.to_dict(),
+            }
+        )
 
     async def publish(request: Request) -> Response:
         from origin.app import check_against_site  # app imports this module
@@ -127,7 +134,9 @@ def routes(origin: Origin, gate: PromotionGate | None = None) -> list[Route]:
         except (ModelError, ConfigError, UnicodeDecodeError) as exc:
             raise AdminError(f"model rejected, the current one is kept: {exc}", 422) from exc
         await to_thread.run_sync(origin.holder.publish, model, origin.clock.now_ms())
-        return JSONResponse({"published": model["model_version"], "sha256": model["sha256"]}, status_code=201)
+        return JSONResponse(
+            {"published": model["model_version"], "sha256": model["sha256"]}, status_code=201
+        )
 
     async def roll_back(request: Request) -> Response:
         raw = await request.body()
@@ -148,7 +157,9 @@ def routes(origin: Origin, gate: PromotionGate | None = None) -> list[Route]:
             raise AdminError("no candidate is held back by the promotion gate", 409)
         await to_thread.run_sync(origin.holder.publish, held, origin.clock.now_ms())
         origin.learning.held = None
-        return JSONResponse({"published": held["model_version"], "sha256": held["sha256"]}, status_code=201)
+        return JSONResponse(
+            {"published": held["model_version"], "sha256": held["sha256"]}, status_code=201
+        )
 
     def route(path: str, action, method: str) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -169,13 +180,20 @@ def routes(origin: Origin, gate: PromotionGate | None = None) -> list[Route]:
 
 def add_cli(commands: Any) -> None:
     """`rollback` and `models` on `python -m origin`."""
-    for name, text in (("rollback", "make an earlier model version current again"), ("models", "list published model versions")):
+    for name, text in (
+        ("rollback", "make an earlier model version current again"),
+        ("models", "list published model versions"),
+    ):
         command = commands.add_parser(name, help=text)
         backend = command.add_mutually_exclusive_group()
         backend.add_argument("--db", help="SQLite file (default: FP_DB)")
-        backend.add_argument("--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)")
+        backend.add_argument(
+            "--redis", dest="redis_url", help="redis://… URL (default: FP_REDIS_URL)"
+        )
         if name == "rollback":
-            command.add_argument("--to", help="the version to serve (default: the one before the current)")
+            command.add_argument(
+                "--to", help="the version to serve (default: the one before the current)"
+            )
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -192,7 +210,10 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if args.command == "models":
             for model in storage.model_history(50):
-                print(f"{model.version}  sha256={model.sha256[:12]}  published_ms={model.published_ms}")
+                print(
+                    f"{model.version}  sha256={model.sha256[:12]}"
+                    f"  published_ms={model.published_ms}"
+                )
             return 0
         model = rollback(storage, args.to, SystemClock().now_ms())
         print(f"origin rollback: now serving {model.version} (sha256 {model.sha256[:12]})")

@@ -36,10 +36,15 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     # text/plain: what navigator.sendBeacon sends; the body is JSON all the same.
-    return {"required": True, "content": {JSON: {"schema": schema}, "text/plain": {"schema": {"type": "string"}}}}
+    return {
+        "required": True,
+        "content": {JSON: {"schema": schema}, "text/plain": {"schema": {"type": "string"}}},
+    }
 
 
-_LIMITED = {"429": {**_errors(429)["429"], "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}
+_LIMITED = {
+    "429": {**_errors(429)["429"], "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -51,12 +56,18 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "Raw request signals (CONTRACT §1); every key optional.",
         "properties": {
-            "url": {"type": "string"}, "referrer": {"type": "string"}, "site_host": {"type": "string"},
-            "user_agent": {"type": "string"}, "ch_ua_mobile": {"type": "string"},
-            "accept_language": {"type": "string"}, "country": {"type": "string"},
-            "timezone": {"type": "string"}, "now_ms": {"type": "number"}, "returning": {"type": "boolean"},
+            "url": {"type": "string"},
+            "referrer": {"type": "string"},
+            "site_host": {"type": "string"},
+            "user_agent": {"type": "string"},
+            "ch_ua_mobile": {"type": "string"},
+            "accept_language": {"type": "string"},
+            "country": {"type": "string"},
+            "timezone": {"type": "string"},
+            "now_ms": {"type": "number"},
+            "returning": {"type": "boolean"},
         },
-    },  # fmt: skip
+    },
     "DecideRequest": {
         "type": "object",
         "required": ["slots"],
@@ -71,33 +82,52 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["slot", "variant", "propensity", "html"],
         "properties": {
-            "slot": {"type": "string"}, "variant": {"type": "string"},
+            "slot": {"type": "string"},
+            "variant": {"type": "string"},
             "propensity": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1},
-            "html": {"type": "string"}, "token": {"type": "string"}, "decision_id": {"type": "string"},
-            "model_version": {"type": "string"}, "holdout": {"type": "boolean"},
+            "html": {"type": "string"},
+            "token": {"type": "string"},
+            "decision_id": {"type": "string"},
+            "model_version": {"type": "string"},
+            "holdout": {"type": "boolean"},
         },
-    },  # fmt: skip
+    },
     "LoggedDecision": {
         "type": "object",
         "required": ["decision_id", "slot", "variant", "propensity", "model_version"],
         "properties": {
-            "decision_id": {"type": "string"}, "slot": {"type": "string"}, "variant": {"type": "string"},
-            "propensity": {"type": "number"}, "model_version": {"type": "string"},
-            "visitor_id": {"type": "string"}, "ts_ms": {"type": "number"}, "holdout": {"type": "boolean"},
-            "context": {"$ref": "#/components/schemas/Context"}, "token": {"type": "string"},
+            "decision_id": {"type": "string"},
+            "slot": {"type": "string"},
+            "variant": {"type": "string"},
+            "propensity": {"type": "number"},
+            "model_version": {"type": "string"},
+            "visitor_id": {"type": "string"},
+            "ts_ms": {"type": "number"},
+            "holdout": {"type": "boolean"},
+            "context": {"$ref": "#/components/schemas/Context"},
+            "token": {"type": "string"},
         },
-    },  # fmt: skip
+    },
     "Event": {
         "type": "object",
         "required": ["type"],
         "properties": {
             "type": {"type": "string", "enum": ["impression", "click", "conversion", "view"]},
-            "token": {"type": "string"}, "ts_ms": {"type": "number"}, "session_id": {"type": "string"},
-            "value": {"type": "number"}, "category": {"type": "string"}, "price": {"type": "number"},
-            "path": {"type": "string"}, "visitor_id": {"type": "string"},
+            "token": {"type": "string"},
+            "ts_ms": {"type": "number"},
+            "session_id": {"type": "string"},
+            "value": {"type": "number"},
+            "category": {"type": "string"},
+            "price": {"type": "number"},
+            "path": {"type": "string"},
+            "visitor_id": {"type": "string"},
         },
-    },  # fmt: skip
-    "Accepted": {"type": "object", "required": ["accepted"], "properties": {"accepted": {"type": "integer"}}},
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["accepted"],
+        "properties": {"accepted": {"type": "integer"}},
+    },
 }
 
 
@@ -105,11 +135,15 @@ def _batch(key: str, item: str) -> dict[str, Any]:
     return {
         "type": "object",
         "required": [key],
-        "properties": {key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}, "minItems": 1}},
+        "properties": {
+            key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}, "minItems": 1}
+        },
     }
 
 
-def _admin(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _admin(
+    summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None
+) -> dict[str, Any]:
     operation = {
         "summary": summary,
         "security": [{"bearer": []}],
@@ -126,77 +160,164 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
     if slots:
         schemas["DecideRequest"]["properties"]["slots"]["items"]["enum"] = slots
         schemas["LoggedDecision"]["properties"]["slot"]["enum"] = slots
-    accepted = {"202": {"description": "Committed durably.", "content": {JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}}}}
-    model = {"description": "model.json (CONTRACT §5)", "content": {JSON: {"schema": {"type": "object"}}},
-             "headers": {"ETag": {"schema": {"type": "string"}}}}  # fmt: skip
+    accepted = {
+        "202": {
+            "description": "Committed durably.",
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+        }
+    }
+    model = {
+        "description": "model.json (CONTRACT §5)",
+        "content": {JSON: {"schema": {"type": "object"}}},
+        "headers": {"ETag": {"schema": {"type": "string"}}},
+    }
     admin_ok = {"description": "Done.", "content": {JSON: {"schema": {"type": "object"}}}}
     paths = {
-        "/v1/decide": {"post": {
-            "summary": "Decide slots for a later page, with the session's context.",
-            "requestBody": _json_body({"$ref": "#/components/schemas/DecideRequest"}),
-            "responses": {
-                "200": {"description": "One decision per slot.", "content": {JSON: {"schema": {
-                    "type": "object", "required": ["decisions"],
-                    "properties": {"decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}},
-                }}}},
-                **_errors(400, 413, 415, 503), **_LIMITED,
-            },
-        }},
-        "/v1/decisions": {"post": {
-            "summary": "Decisions made at the edge, each with its token.",
-            "requestBody": _json_body(_batch("decisions", "LoggedDecision")),
-            "responses": {**accepted, **_errors(400, 401, 403, 413, 415, 503)},
-        }},
-        "/v1/decisions/client": {"post": {
-            "summary": "Decisions the snippet made in the browser: re-checked, then signed.",
-            "requestBody": _json_body(_batch("decisions", "LoggedDecision")),
-            "responses": {
-                "200": {"description": "Tokens for the decisions the policy agrees with.", "content": {JSON: {"schema": {
-                    "type": "object", "required": ["tokens", "rejected"],
-                    "properties": {"tokens": {"type": "object"}, "rejected": {"type": "object"}},
-                }}}},
-                **_errors(400, 413, 415, 503),
-            },
-        }},
-        "/v1/events": {"post": {
-            "summary": "Impressions, clicks, conversions (with their decision token) and views.",
-            "requestBody": _json_body(_batch("events", "Event")),
-            "responses": {**accepted, **_errors(400, 401, 403, 413, 415, 503), **_LIMITED},
-        }},
-        "/v1/model": {"get": {
-            "summary": "The current model.json (or only some slots), with its sha256 as ETag.",
-            "parameters": [{"name": "slot", "in": "query", "schema": {"type": "string"}},
-                           {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
-            "responses": {"200": model, "304": {"description": "Not modified."}, **_errors(404, 503)},
-        }},
-        "/fp/model.js": {"get": {
-            "summary": "The model and the site's variant HTML as a script for the snippet.",
-            "parameters": [{"name": "v", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}},
-                          **_errors(503)},
-        }},
-        "/healthz": {"get": {
-            "summary": "Liveness and storage health.",
-            "responses": {
-                "200": {"description": "Healthy.", "content": {JSON: {"schema": {"type": "object"}}}},
-                "503": {"description": "Storage unavailable.", "content": {JSON: {"schema": {"type": "object"}}}},
-            },
-        }},
-        "/metrics": {"get": {
-            "summary": "Prometheus metrics.",
-            "responses": {"200": {"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
-        }},
+        "/v1/decide": {
+            "post": {
+                "summary": "Decide slots for a later page, with the session's context.",
+                "requestBody": _json_body({"$ref": "#/components/schemas/DecideRequest"}),
+                "responses": {
+                    "200": {
+                        "description": "One decision per slot.",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["decisions"],
+                                    "properties": {
+                                        "decisions": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Decision"},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 413, 415, 503),
+                    **_LIMITED,
+                },
+            }
+        },
+        "/v1/decisions": {
+            "post": {
+                "summary": "Decisions made at the edge, each with its token.",
+                "requestBody": _json_body(_batch("decisions", "LoggedDecision")),
+                "responses": {**accepted, **_errors(400, 401, 403, 413, 415, 503)},
+            }
+        },
+        "/v1/decisions/client": {
+            "post": {
+                "summary": "Decisions the snippet made in the browser: re-checked, then signed.",
+                "requestBody": _json_body(_batch("decisions", "LoggedDecision")),
+                "responses": {
+                    "200": {
+                        "description": "Tokens for the decisions the policy agrees with.",
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["tokens", "rejected"],
+                                    "properties": {
+                                        "tokens": {"type": "object"},
+                                        "rejected": {"type": "object"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 413, 415, 503),
+                },
+            }
+        },
+        "/v1/events": {
+            "post": {
+                "summary": "Impressions, clicks and conversions (with their token) and views.",
+                "requestBody": _json_body(_batch("events", "Event")),
+                "responses": {**accepted, **_errors(400, 401, 403, 413, 415, 503), **_LIMITED},
+            }
+        },
+        "/v1/model": {
+            "get": {
+                "summary": "The current model.json (or only some slots), with its sha256 as ETag.",
+                "parameters": [
+                    {"name": "slot", "in": "query", "schema": {"type": "string"}},
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": model,
+                    "304": {"description": "Not modified."},
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/fp/model.js": {
+            "get": {
+                "summary": "The model and the site's variant HTML as a script for the snippet.",
+                "parameters": [{"name": "v", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "JavaScript.",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and storage health.",
+                "responses": {
+                    "200": {
+                        "description": "Healthy.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "Storage unavailable.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics.",
+                "responses": {
+                    "200": {
+                        "description": "Text format 0.0.4.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/admin/models": {
             "get": _admin("Published versions and the held candidate.", {"200": admin_ok}),
-            "post": _admin("Publish a model.json.", {"201": admin_ok, **_errors(413, 422)},
-                           {"required": True, "content": {JSON: {"schema": {"type": "object"}}}}),
+            "post": _admin(
+                "Publish a model.json.",
+                {"201": admin_ok, **_errors(413, 422)},
+                {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
+            ),
         },
-        "/admin/rollback": {"post": _admin(
-            "Serve an earlier version again.", {"200": admin_ok, **_errors(400, 404, 409)},
-            {"content": {JSON: {"schema": {"type": "object", "properties": {"to": {"type": "string"}}}}}},
-        )},
-        "/admin/promote": {"post": _admin("Publish the candidate the promotion gate held.", {"201": admin_ok, **_errors(409)})},
-    }  # fmt: skip
+        "/admin/rollback": {
+            "post": _admin(
+                "Serve an earlier version again.",
+                {"200": admin_ok, **_errors(400, 404, 409)},
+                {
+                    "content": {
+                        JSON: {
+                            "schema": {"type": "object", "properties": {"to": {"type": "string"}}}
+                        }
+                    }
+                },
+            )
+        },
+        "/admin/promote": {
+            "post": _admin(
+                "Publish the candidate the promotion gate held.", {"201": admin_ok, **_errors(409)}
+            )
+        },
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": "firstpaint origin", "version": "1"},

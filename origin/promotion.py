@@ -48,9 +48,12 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "promote": self.promote, "reason": self.reason, "current": self.current,
-            "candidate": self.candidate, "decisions": self.decisions,
-        }  # fmt: skip
+            "promote": self.promote,
+            "reason": self.reason,
+            "current": self.current,
+            "candidate": self.candidate,
+            "decisions": self.decisions,
+        }
 
 
 class RecentLog:
@@ -115,17 +118,25 @@ class PromotionGate:
         self.last: Verdict | None = None
         self._judged_at = -math.inf
 
-    def values(self, model: Mapping[str, Any], records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    def values(
+        self, model: Mapping[str, Any], records: list[dict[str, Any]]
+    ) -> dict[str, tuple[float, int]]:
         """slot → (estimated value of `model`, decisions it rests on)."""
         from model_export.evaluate import evaluate_log
 
         reports = evaluate_log(
-            records, model, n_boot=self.n_boot, min_samples=self.min_decisions, estimators=(self.estimator,)
+            records,
+            model,
+            n_boot=self.n_boot,
+            min_samples=self.min_decisions,
+            estimators=(self.estimator,),
         )
         return {r.slot: (r.estimates[self.estimator].value, r.n) for r in reports}
 
     @staticmethod
-    def with_features(records: list[dict[str, Any]], spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def with_features(
+        records: list[dict[str, Any]], spec: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         """Records carrying their active features under `spec`, computed once per record and spec
         (the gate runs at every publish interval over the same recent decisions)."""
         from model_export.features import features
@@ -155,28 +166,41 @@ class PromotionGate:
             counts[record["slot"]] = counts.get(record["slot"], 0) + 1
         judged = [r for r in records if counts[r["slot"]] >= self.min_decisions]
         if not judged:
-            verdict = Verdict(True, f"fewer than {self.min_decisions} logged decisions per slot: nothing to judge by", decisions=counts)
+            verdict = Verdict(
+                True,
+                f"fewer than {self.min_decisions} logged decisions per slot: nothing to judge by",
+                decisions=counts,
+            )
             self.last = verdict
             return verdict
         if candidate["features"] == current["features"]:
             judged = self.with_features(judged, candidate["features"])
         else:  # a different feature spec: each model computes its own features from the context
-            judged = [{k: v for k, v in r.items() if k not in ("features", "_spec")} for r in judged]
+            judged = [
+                {k: v for k, v in r.items() if k not in ("features", "_spec")} for r in judged
+            ]
         new = self.values(candidate, judged)
         old = self.values(current, [r for r in judged if r["slot"] in current["slots"]])
         worse = [
-            f"{slot}: {self.estimator} {new[slot][0]:.4f} < {old[slot][0]:.4f} - {self.max_drop:.0%}"
+            f"{slot}: {self.estimator} {new[slot][0]:.4f} < {old[slot][0]:.4f}"
+            f" - {self.max_drop:.0%}"
             for slot in new
             if slot in old and new[slot][0] < old[slot][0] * (1 - self.max_drop)
         ]
         verdict = Verdict(
             promote=not worse,
-            reason="; ".join(worse) if worse else f"{self.estimator} within {self.max_drop:.0%} of the current model or better",
+            reason="; ".join(worse)
+            if worse
+            else f"{self.estimator} within {self.max_drop:.0%} of the current model or better",
             current={s: v for s, (v, _) in old.items()},
             candidate={s: v for s, (v, _) in new.items()},
             decisions={s: n for s, (_, n) in new.items()},
         )
         if worse:
-            log.warning("candidate model %s not promoted: %s", candidate.get("model_version"), verdict.reason)
+            log.warning(
+                "candidate model %s not promoted: %s",
+                candidate.get("model_version"),
+                verdict.reason,
+            )
         self.last = verdict
         return verdict

@@ -52,7 +52,9 @@ class Bucket:
         try:
             return cls(float(rate), float(burst) if sep else float(rate))
         except ValueError as exc:
-            raise RateLimitConfigError(f"{name} must be RATE:BURST (e.g. 50:200), got {text!r}") from exc
+            raise RateLimitConfigError(
+                f"{name} must be RATE:BURST (e.g. 50:200), got {text!r}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,18 @@ class RateLimits:
         visitor = env.get("FP_RATE_LIMIT_VISITOR")
         return cls(
             per_ip=Bucket.parse("FP_RATE_LIMIT_IP", ip) if ip else default.per_ip,
-            per_visitor=Bucket.parse("FP_RATE_LIMIT_VISITOR", visitor) if visitor else default.per_visitor,
+            per_visitor=Bucket.parse("FP_RATE_LIMIT_VISITOR", visitor)
+            if visitor
+            else default.per_visitor,
         )
 
 
 class TokenBuckets:
     """Token buckets by key, least recently used evicted past `max_keys`; thread-safe."""
 
-    def __init__(self, bucket: Bucket, max_keys: int, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, bucket: Bucket, max_keys: int, now: Callable[[], float] = time.monotonic
+    ) -> None:
         self.bucket = bucket
         self.max_keys = max_keys
         self._now = now
@@ -150,7 +156,11 @@ class RateLimitMiddleware:
         return 0.0, ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in LIMITED_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in LIMITED_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         wait, which = self.wait(scope)
@@ -164,9 +174,15 @@ class RateLimitMiddleware:
             f'{{"error":"rate limit exceeded for this {which}; retry after {retry_after} s",'
             f'"reason":"rate_limited"}}'
         ).encode()
-        await send({
-            "type": "http.response.start", "status": 429,
-            "headers": [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
-                        (b"content-length", str(len(body)).encode())],
-        })  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", retry_after.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

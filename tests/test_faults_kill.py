@@ -34,7 +34,9 @@ async def load_until_killed(origin) -> tuple[set[str], int]:
             if killed.is_set():
                 return
             ids = [f"c{n}-{i}-{k}" for k in range(BATCH)]
-            body = {"events": [{"type": "view", "session_id": f"s{n}", "path": "/" + e} for e in ids]}
+            body = {
+                "events": [{"type": "view", "session_id": f"s{n}", "path": "/" + e} for e in ids]
+            }
             try:
                 response = await http.post("/v1/events", json=body)
             except httpx.HTTPError:
@@ -64,15 +66,24 @@ def test_every_acknowledged_event_survives_kill_9(tmp_path):
     assert len(acknowledged) >= KILL_AFTER
     assert unanswered >= 1, "the kill should land while requests are in flight"
 
-    restarted = start_origin(tmp_path, db=origin.db, env={"FP_RATE_LIMIT": "off"}, args=["--learner", "off"])
+    restarted = start_origin(
+        tmp_path, db=origin.db, env={"FP_RATE_LIMIT": "off"}, args=["--learner", "off"]
+    )
     try:
         store = SqliteStorage(str(origin.db))
         try:
-            stored = [e.record["path"][1:] for e in store.read_log("kill-audit", 1_000_000) if e.kind == EVENT]
+            stored = [
+                e.record["path"][1:]
+                for e in store.read_log("kill-audit", 1_000_000)
+                if e.kind == EVENT
+            ]
         finally:
             store.close()
     finally:
         restarted.stop()
-    print(f"\nkill -9: {len(acknowledged)} events acknowledged, {len(stored)} stored, {unanswered} requests cut off")
+    print(
+        f"\nkill -9: {len(acknowledged)} events acknowledged, {len(stored)} stored,"
+        f" {unanswered} requests cut off"
+    )
     assert acknowledged <= set(stored), f"lost: {sorted(acknowledged - set(stored))[:10]}"
     assert len(stored) == len(set(stored)), "an event was stored twice"

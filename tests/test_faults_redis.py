@@ -42,14 +42,22 @@ def test_learner_resumes_after_redis_is_killed_between_read_and_ack(tmp_path):
     server = start_redis(directory)
     clock = ManualClock()
     storage = RedisStorage(server.url, clock=clock, prefix="faults:", timeout_s=2)
-    settings = Settings(redis_url=server.url, token_secret=SECRET, clock=clock, learner="manual",
-                        reward_window_s=WINDOW_S, publish_interval_s=10**6)  # fmt: skip
+    settings = Settings(
+        redis_url=server.url,
+        token_secret=SECRET,
+        clock=clock,
+        learner="manual",
+        reward_window_s=WINDOW_S,
+        publish_interval_s=10**6,
+    )
     try:
         with TestClient(create_app(settings, storage=storage)) as client:
             learning = client.app.state.origin.learning
 
             def decide(i: int) -> dict:
-                response = client.post("/v1/decide", json={"slots": ["hero"], "visitor_id": f"v{i}"})
+                response = client.post(
+                    "/v1/decide", json={"slots": ["hero"], "visitor_id": f"v{i}"}
+                )
                 assert response.status_code == 200, response.text
                 return response.json()["decisions"][0]
 

@@ -21,13 +21,19 @@ SECRET = b"faults-test-secret"
 
 
 def views(n: int, tag: str) -> dict:
-    return {"events": [{"type": "view", "session_id": f"{tag}-{i}", "path": f"/{tag}/{i}"} for i in range(n)]}
+    return {
+        "events": [
+            {"type": "view", "session_id": f"{tag}-{i}", "path": f"/{tag}/{i}"} for i in range(n)
+        ]
+    }
 
 
 def paths_in_log(db) -> list[str]:
     store = SqliteStorage(str(db))
     try:
-        return [e.record["path"] for e in store.read_log("fault-reader", 100_000) if e.kind == EVENT]
+        return [
+            e.record["path"] for e in store.read_log("fault-reader", 100_000) if e.kind == EVENT
+        ]
     finally:
         store.close()
 
@@ -50,7 +56,10 @@ def test_a_locked_database_is_503_and_nothing_is_written(origin_on):
     try:
         response = client.post("/v1/events", json=views(5, "locked"))
         assert response.status_code == 503
-        assert response.json()["error"] == "storage unavailable: SQLite commit failed: database is locked"
+        assert (
+            response.json()["error"]
+            == "storage unavailable: SQLite commit failed: database is locked"
+        )
         assert client.get("/healthz").status_code in (200, 503)  # answers, whatever it says
     finally:
         other.execute("ROLLBACK")
@@ -64,14 +73,18 @@ def test_a_full_disk_is_503_and_no_partial_batch_is_written(origin_on):
     client, storage, db = origin_on
     assert client.post("/v1/events", json=views(3, "before")).status_code == 202
     pages = storage._db.execute("PRAGMA page_count").fetchone()[0]
-    storage._db.execute(f"PRAGMA max_page_count = {pages + 2}")  # room for a little, not for 400 rows
+    storage._db.execute(
+        f"PRAGMA max_page_count = {pages + 2}"
+    )  # room for a little, not for 400 rows
     big = views(400, "full")
     for event in big["events"]:
         event["category"] = "x" * 200
     response = client.post("/v1/events", json=big)
     assert response.status_code == 503
     message = response.json()["error"]
-    assert message.startswith("storage unavailable: SQLite commit failed:") and "full" in message, message
+    assert message.startswith("storage unavailable: SQLite commit failed:") and "full" in message, (
+        message
+    )
     assert [p.split("/")[1] for p in paths_in_log(db)] == ["before"] * 3
     storage._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
     assert client.post("/v1/events", json=views(2, "after")).status_code == 202
@@ -86,6 +99,8 @@ def test_a_corrupt_model_file_stops_the_origin_at_start(tmp_path):
         body = client.get("/v1/model").content
     corrupt = tmp_path / "model.json"
     corrupt.write_bytes(body.replace(b'"bias":{', b'"bias":{"injected":9,', 1))
-    settings = Settings(db=str(tmp_path / "b.db"), token_secret=SECRET, learner="manual", model_path=str(corrupt))
+    settings = Settings(
+        db=str(tmp_path / "b.db"), token_secret=SECRET, learner="manual", model_path=str(corrupt)
+    )
     with pytest.raises(ConfigError, match="sha256"):
         create_app(settings)

@@ -29,9 +29,13 @@ ADMIN = "admin-token-for-tests"
 
 def make_settings(tmp_path, clock, **overrides) -> Settings:
     options = dict(
-        db=str(tmp_path / "origin.db"), token_secret=SECRET, clock=clock, learner="manual",
-        admin_token=ADMIN, limits=Limits(max_body_bytes=32 * 1024, max_batch=20, max_slots=2),
-    )  # fmt: skip
+        db=str(tmp_path / "origin.db"),
+        token_secret=SECRET,
+        clock=clock,
+        learner="manual",
+        admin_token=ADMIN,
+        limits=Limits(max_body_bytes=32 * 1024, max_batch=20, max_slots=2),
+    )
     return Settings(**{**options, **overrides})
 
 
@@ -55,31 +59,43 @@ def stored_events(tmp_path) -> list[dict]:
 
 
 def decide(client, visitor="v1") -> dict:
-    response = client.post("/v1/decide", json={"slots": ["hero"], "context": {}, "visitor_id": visitor})
+    response = client.post(
+        "/v1/decide", json={"slots": ["hero"], "context": {}, "visitor_id": visitor}
+    )
     assert response.status_code == 200, response.text
     return response.json()["decisions"][0]
 
 
 def click(client, token, **headers):
-    return client.post("/v1/events", json={"events": [{"type": "click", "token": token}]}, headers=headers)
+    return client.post(
+        "/v1/events", json={"events": [{"type": "click", "token": token}]}, headers=headers
+    )
 
 
-# --- forged, expired and replayed tokens ---------------------------------------------------------
+# --- forged, expired and replayed tokens ----------------------------------------------------------
 
 
 def test_forged_tokens_are_refused_and_nothing_is_stored(client, tmp_path, clock):
     decision = decide(client)
     payload, signature = decision["token"].split(".")
-    other_variant = next(v for v in client.app.state.origin.site.slots["hero"].variants if v != decision["variant"])
+    other_variant = next(
+        v for v in client.app.state.origin.site.slots["hero"].variants if v != decision["variant"]
+    )
     forgeries = {
         "other secret": sign(b"guessed-secret", decision, clock.now_ms()),
-        "payload swapped": sign(SECRET, {**decision, "variant": other_variant}, clock.now_ms()).split(".")[0] + "." + signature,
-        "signature of another decision": payload + "." + decide(client, "v2")["token"].split(".")[1],
+        "payload swapped": sign(
+            SECRET, {**decision, "variant": other_variant}, clock.now_ms()
+        ).split(".")[0]
+        + "."
+        + signature,
+        "signature of another decision": payload
+        + "."
+        + decide(client, "v2")["token"].split(".")[1],
         "unsigned": payload + ".",
         "alg none style": payload,
         "empty": "",
         "not a string": 12345,
-    }  # fmt: skip
+    }
     for name, token in forgeries.items():
         response = click(client, token)
         assert response.status_code in (400, 401, 403), (name, response.status_code, response.text)
@@ -87,7 +103,9 @@ def test_forged_tokens_are_refused_and_nothing_is_stored(client, tmp_path, clock
     assert click(client, decision["token"]).status_code == 202  # the real one still works
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(position=st.integers(0, 10**6), replacement=st.characters(codec="ascii"))
 def test_a_token_with_any_byte_changed_is_refused(client, position, replacement):
     token = decide(client)["token"]
@@ -131,14 +149,16 @@ def test_a_replayed_click_is_never_rewarded_twice(tmp_path, clock):
 def test_edge_decision_tokens_must_match_the_logged_decision(client, clock):
     origin = client.app.state.origin
     decision = decide(client)
-    record = {k: decision[k] for k in ("decision_id", "slot", "variant", "propensity", "model_version")}
+    record = {
+        k: decision[k] for k in ("decision_id", "slot", "variant", "propensity", "model_version")
+    }
     record.update(visitor_id="v1", context={}, ts_ms=clock.now_ms(), token=decision["token"])
     other = next(v for v in origin.site.slots["hero"].variants if v != decision["variant"])
     response = client.post("/v1/decisions", json={"decisions": [{**record, "variant": other}]})
     assert response.status_code == 403 and "does not match" in response.json()["error"]
 
 
-# --- rate limits ---------------------------------------------------------------------------------
+# --- rate limits ----------------------------------------------------------------------------------
 
 
 def limited_client(tmp_path, clock, per_ip=None, per_visitor=None):
@@ -152,8 +172,10 @@ def test_per_ip_limit_answers_429_with_retry_after(tmp_path, clock):
         assert click(client, token).status_code == 202  # 2
         assert client.post("/v1/decide", json={"slots": ["hero"]}).status_code == 200  # 3
         assert click(client, token).status_code == 202  # 4
-        for path, body in (("/v1/events", {"events": [{"type": "click", "token": token}]}),
-                           ("/v1/decide", {"slots": ["hero"]})):  # fmt: skip
+        for path, body in (
+            ("/v1/events", {"events": [{"type": "click", "token": token}]}),
+            ("/v1/decide", {"slots": ["hero"]}),
+        ):
             response = client.post(path, json=body)
             assert response.status_code == 429, path
             assert response.json()["reason"] == "rate_limited"
@@ -168,10 +190,26 @@ def test_per_visitor_limit_keeps_other_visitors_served(tmp_path, clock):
     with limited_client(tmp_path, clock, per_visitor=Bucket(rate=0.01, burst=3)) as client:
         body = {"slots": ["hero"]}
         for _ in range(3):
-            assert client.post("/v1/decide", json=body, headers={"cookie": "fp_vid=greedy"}).status_code == 200
-        assert client.post("/v1/decide", json=body, headers={"cookie": "fp_vid=greedy"}).status_code == 429
-        assert client.post("/v1/decide", json=body, headers={"cookie": "fp_vid=patient"}).status_code == 200
-        assert client.post("/v1/decide", json=body, headers={"cookie": "fp_sid=s; fp_vid=greedy"}).status_code == 429
+            assert (
+                client.post(
+                    "/v1/decide", json=body, headers={"cookie": "fp_vid=greedy"}
+                ).status_code
+                == 200
+            )
+        assert (
+            client.post("/v1/decide", json=body, headers={"cookie": "fp_vid=greedy"}).status_code
+            == 429
+        )
+        assert (
+            client.post("/v1/decide", json=body, headers={"cookie": "fp_vid=patient"}).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/v1/decide", json=body, headers={"cookie": "fp_sid=s; fp_vid=greedy"}
+            ).status_code
+            == 429
+        )
 
 
 def test_buckets_refill_and_stay_bounded():
@@ -190,12 +228,14 @@ def test_limits_are_on_by_default_in_production_settings():
     limits = Settings.from_env(env).rate_limits
     assert limits.per_ip is not None and limits.per_visitor is not None
     assert Settings.from_env({**env, "FP_RATE_LIMIT": "off"}).rate_limits.per_ip is None
-    assert Settings.from_env({**env, "FP_RATE_LIMIT_IP": "5:10"}).rate_limits.per_ip == Bucket(5, 10)
+    assert Settings.from_env({**env, "FP_RATE_LIMIT_IP": "5:10"}).rate_limits.per_ip == Bucket(
+        5, 10
+    )
     with pytest.raises(ConfigError, match="FP_RATE_LIMIT_IP must be RATE:BURST"):
         Settings.from_env({**env, "FP_RATE_LIMIT_IP": "fast"})
 
 
-# --- payload and batch caps ------------------------------------------------------------------------
+# --- payload and batch caps -----------------------------------------------------------------------
 
 
 def test_size_caps_answer_413_and_store_nothing(client, tmp_path):
@@ -209,22 +249,37 @@ def test_size_caps_answer_413_and_store_nothing(client, tmp_path):
         yield b'"}]}'
 
     cases = {
-        "declared": client.post("/v1/events", content=b"{" + b" " * cap + b"}", headers={"content-type": "application/json"}),
-        "streamed": client.post("/v1/events", content=chunks(), headers={"content-type": "application/json"}),
-        "batch": client.post("/v1/events", json={"events": [{"type": "click", "token": token}] * 21}),
+        "declared": client.post(
+            "/v1/events",
+            content=b"{" + b" " * cap + b"}",
+            headers={"content-type": "application/json"},
+        ),
+        "streamed": client.post(
+            "/v1/events", content=chunks(), headers={"content-type": "application/json"}
+        ),
+        "batch": client.post(
+            "/v1/events", json={"events": [{"type": "click", "token": token}] * 21}
+        ),
         "slots": client.post("/v1/decide", json={"slots": ["hero", "promo", "hero"]}),
-        "context": client.post("/v1/decide", json={"slots": ["hero"], "context": {"url": "/" + "a" * 9000}}),
-    }  # fmt: skip
+        "context": client.post(
+            "/v1/decide", json={"slots": ["hero"], "context": {"url": "/" + "a" * 9000}}
+        ),
+    }
     for name, response in cases.items():
         assert response.status_code == 413, (name, response.text)
         assert response.json()["reason"] == "too_large", name
     assert stored_events(tmp_path) == []
 
 
-# --- the admin API ---------------------------------------------------------------------------------
+# --- the admin API --------------------------------------------------------------------------------
 
 
-ADMIN_CALLS = [("GET", "/admin/models"), ("POST", "/admin/models"), ("POST", "/admin/rollback"), ("POST", "/admin/promote")]
+ADMIN_CALLS = [
+    ("GET", "/admin/models"),
+    ("POST", "/admin/models"),
+    ("POST", "/admin/rollback"),
+    ("POST", "/admin/promote"),
+]
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_CALLS)
@@ -236,13 +291,17 @@ def test_admin_endpoints_need_the_bearer_token(client, method, path):
         response = client.request(method, path, headers={"authorization": header})
         assert response.status_code in (401, 403), header
     assert client.app.state.origin.holder.version == before
-    assert client.get("/admin/models", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
+    assert (
+        client.get("/admin/models", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
+    )
 
 
 def test_admin_is_closed_when_no_token_is_configured(tmp_path, clock):
     with TestClient(create_app(make_settings(tmp_path, clock, admin_token=None))) as client:
         response = client.get("/admin/models", headers={"authorization": "Bearer anything"})
-        assert response.status_code == 403 and "FP_ADMIN_TOKEN is not set" in response.json()["error"]
+        assert (
+            response.status_code == 403 and "FP_ADMIN_TOKEN is not set" in response.json()["error"]
+        )
 
 
 def test_admin_publish_checks_the_model_and_keeps_the_current_one_on_failure(client, clock):
@@ -259,7 +318,9 @@ def test_admin_publish_checks_the_model_and_keeps_the_current_one_on_failure(cli
     renamed = seal({**corrupt, "model_version": "20261125T230000Z-deadbeef"})
     response = client.post("/admin/models", content=json.dumps(renamed), headers=auth)
     assert response.status_code == 201
-    assert load_model(client.get("/v1/model").content)["model_version"] == "20261125T230000Z-deadbeef"
+    assert (
+        load_model(client.get("/v1/model").content)["model_version"] == "20261125T230000Z-deadbeef"
+    )
 
 
 def test_a_corrupt_model_in_storage_is_not_served(client, clock):
@@ -268,7 +329,9 @@ def test_a_corrupt_model_in_storage_is_not_served(client, clock):
     served = client.get("/v1/model")
     body = json.loads(canonical_json(origin.holder.model))
     body["slots"]["hero"]["bias"] = {v: 5.0 for v in body["slots"]["hero"]["variants"]}
-    bad = StoredModel("20261125T235959Z-badbad00", body["sha256"][::-1], json.dumps(body), clock.now_ms())
+    bad = StoredModel(
+        "20261125T235959Z-badbad00", body["sha256"][::-1], json.dumps(body), clock.now_ms()
+    )
     origin.storage.publish_model(bad)
     with pytest.raises(Exception, match="sha256"):
         origin.holder.refresh()

@@ -79,9 +79,13 @@ def fuzz_app():
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     directory = tempfile.mkdtemp(prefix="fp-fuzz-", dir=base)
     settings_ = Settings(
-        db=os.path.join(directory, "origin.db"), token_secret=SECRET, clock=ManualClock(),
-        learner="manual", admin_token=ADMIN, limits=Limits(max_body_bytes=16 * 1024, max_batch=20),
-    )  # fmt: skip
+        db=os.path.join(directory, "origin.db"),
+        token_secret=SECRET,
+        clock=ManualClock(),
+        learner="manual",
+        admin_token=ADMIN,
+        limits=Limits(max_body_bytes=16 * 1024, max_batch=20),
+    )
     return create_app(settings_), directory
 
 
@@ -102,33 +106,61 @@ def client(app):
 @pytest.fixture(scope="module")
 def tokens(client):
     """A few real tokens, so generated batches can mix valid and invalid events."""
-    response = client.post("/v1/decide", json={"slots": ["hero", "promo"], "context": {}, "visitor_id": "fuzz"})
+    response = client.post(
+        "/v1/decide", json={"slots": ["hero", "promo"], "context": {}, "visitor_id": "fuzz"}
+    )
     decisions = response.json()["decisions"]
     ISSUED.update(d["decision_id"] for d in decisions)
     return [d["token"] for d in decisions]
 
 
-# --- strategies --------------------------------------------------------------------------------
+# --- strategies -----------------------------------------------------------------------------------
 
 text = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["hero", "promo", "click", "view", "impression", "conversion", "", "\x00", "<script>", "%zz"]),
+    st.sampled_from(
+        [
+            "hero",
+            "promo",
+            "click",
+            "view",
+            "impression",
+            "conversion",
+            "",
+            "\x00",
+            "<script>",
+            "%zz",
+        ]
+    ),
 )
 scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | text
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=6
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=6,
 )
 
 
-def objects(keys: list[str], extra=st.nothing()):
+def objects(keys: list[str], extra=None):
     """Dicts whose keys are mostly the endpoint's own, with any values."""
-    return st.dictionaries(st.sampled_from(keys) | text, scalars | extra | json_values, max_size=len(keys) + 2)
+    return st.dictionaries(
+        st.sampled_from(keys) | text,
+        scalars | (extra or st.nothing()) | json_values,
+        max_size=len(keys) + 2,
+    )
 
 
-CONTENT_TYPES = st.sampled_from([
-    "application/json", "text/plain;charset=UTF-8", "application/json; charset=utf-8",
-    "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "text/html",
-])  # fmt: skip
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "text/plain;charset=UTF-8",
+        "application/json; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+        "text/html",
+    ]
+)
 
 
 def bodies(shaped):
@@ -138,16 +170,40 @@ def bodies(shaped):
 
 
 def event_items(tokens):
-    keys = ["type", "token", "ts_ms", "session_id", "value", "category", "price", "path", "visitor_id"]
+    keys = [
+        "type",
+        "token",
+        "ts_ms",
+        "session_id",
+        "value",
+        "category",
+        "price",
+        "path",
+        "visitor_id",
+    ]
     nearly_valid = st.fixed_dictionaries(
-        {"type": st.sampled_from(["impression", "click", "conversion"]), "token": st.sampled_from(tokens)},
+        {
+            "type": st.sampled_from(["impression", "click", "conversion"]),
+            "token": st.sampled_from(tokens),
+        },
         optional={"ts_ms": scalars, "value": scalars, "session_id": scalars},
     )
     return st.one_of(nearly_valid, objects(keys, st.sampled_from(tokens)))
 
 
 def decision_items(tokens):
-    keys = ["decision_id", "slot", "variant", "propensity", "model_version", "visitor_id", "context", "ts_ms", "holdout", "token"]
+    keys = [
+        "decision_id",
+        "slot",
+        "variant",
+        "propensity",
+        "model_version",
+        "visitor_id",
+        "context",
+        "ts_ms",
+        "holdout",
+        "token",
+    ]
     return objects(keys, st.sampled_from(tokens))
 
 
@@ -163,7 +219,7 @@ def check(response, allowed: set[int], name: str) -> None:
         assert isinstance(response.json()["error"], str) and response.json()["error"]
 
 
-# --- hypothesis, endpoint by endpoint ------------------------------------------------------------------
+# --- hypothesis, endpoint by endpoint -------------------------------------------------------------
 
 
 @FUZZ
@@ -191,7 +247,9 @@ def test_fuzz_post_decisions(client, tokens, data):
 def test_fuzz_post_client_decisions(client, tokens, data):
     items = st.lists(decision_items(tokens), max_size=5)
     body, content_type = data.draw(bodies(st.fixed_dictionaries({"decisions": items})))
-    response = client.post("/v1/decisions/client", content=body, headers={"content-type": content_type})
+    response = client.post(
+        "/v1/decisions/client", content=body, headers={"content-type": content_type}
+    )
     check(response, {200, 400, 413, 415}, "POST /v1/decisions/client")
     if response.status_code == 200:
         for token in response.json()["tokens"].values():
@@ -212,8 +270,10 @@ def test_fuzz_post_decide(client, data):
 
 
 @FUZZ
-@given(query=st.lists(st.tuples(st.sampled_from(["slot", "v", "x"]), text), max_size=3),
-       etag=st.one_of(st.none(), text))  # fmt: skip
+@given(
+    query=st.lists(st.tuples(st.sampled_from(["slot", "v", "x"]), text), max_size=3),
+    etag=st.one_of(st.none(), text),
+)
 def test_fuzz_get_model_and_script(client, query, etag):
     headers = {} if etag is None else {"if-none-match": header(etag)}
     for path, allowed in (("/v1/model", {200, 304, 404}), ("/fp/model.js", {200})):
@@ -222,14 +282,21 @@ def test_fuzz_get_model_and_script(client, query, etag):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(auth=st.one_of(st.none(), text, st.just(f"Bearer {ADMIN}"), text.map(lambda t: "Bearer " + t)),
-       body=bodies(objects(["to", "format", "slots", "sha256"])))  # fmt: skip
+@given(
+    auth=st.one_of(st.none(), text, st.just(f"Bearer {ADMIN}"), text.map(lambda t: "Bearer " + t)),
+    body=bodies(objects(["to", "format", "slots", "sha256"])),
+)
 def test_fuzz_admin(client, auth, body):
     headers = {"content-type": body[1]}
     if auth is not None:
         headers["authorization"] = header(auth)
     version = client.app.state.origin.holder.version
-    for method, path in (("GET", "/admin/models"), ("POST", "/admin/models"), ("POST", "/admin/rollback"), ("POST", "/admin/promote")):
+    for method, path in (
+        ("GET", "/admin/models"),
+        ("POST", "/admin/models"),
+        ("POST", "/admin/rollback"),
+        ("POST", "/admin/promote"),
+    ):
         response = client.request(method, path, content=body[0], headers=headers)
         check(response, {200, 201, 400, 401, 403, 404, 409, 413, 422}, f"{method} {path}")
         if response.status_code in (401, 403):
@@ -237,12 +304,27 @@ def test_fuzz_admin(client, auth, body):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/", "/running", "/camping", "/product/", "/nope", "/healthz", "/metrics", "/openapi.json"]),
-       suffix=st.one_of(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#?%"), max_size=20),
-                        st.binary(max_size=20).map(lambda b: quote(b, safe=""))),
-       cookie=text, language=text, referer=text)  # fmt: skip
+@given(
+    path=st.sampled_from(
+        ["/", "/running", "/camping", "/product/", "/nope", "/healthz", "/metrics", "/openapi.json"]
+    ),
+    suffix=st.one_of(
+        st.text(
+            st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#?%"),
+            max_size=20,
+        ),
+        st.binary(max_size=20).map(lambda b: quote(b, safe="")),
+    ),
+    cookie=text,
+    language=text,
+    referer=text,
+)
 def test_fuzz_pages_and_probes(client, path, suffix, cookie, language, referer):
-    headers = {"cookie": header(cookie), "accept-language": header(language), "referer": header(referer)}
+    headers = {
+        "cookie": header(cookie),
+        "accept-language": header(language),
+        "referer": header(referer),
+    }
     response = client.get(path + (suffix if path.endswith("/") else ""), headers=headers)
     TRIED["GET pages"] += 1
     assert response.status_code < 500, (path, suffix, response.text[:300])
@@ -262,7 +344,7 @@ def test_nothing_unvalidated_reached_the_log(app, client):
     assert all(0 < d["propensity"] <= 1 for d in decisions)
 
 
-# --- schemathesis against /openapi.json ---------------------------------------------------------------
+# --- schemathesis against /openapi.json -----------------------------------------------------------
 
 
 def without_lifespan(app):
@@ -286,9 +368,12 @@ SCHEMA_APP, SCHEMA_DIR = fuzz_app()
 atexit.register(shutil.rmtree, SCHEMA_DIR, True)  # also when the module is collected but not run
 schema = schemathesis.openapi.from_asgi("/openapi.json", without_lifespan(SCHEMA_APP))
 CONFORMANCE = [
-    sc.not_a_server_error, sc.status_code_conformance, sc.content_type_conformance,
-    sc.response_headers_conformance, sc.response_schema_conformance,
-]  # fmt: skip
+    sc.not_a_server_error,
+    sc.status_code_conformance,
+    sc.content_type_conformance,
+    sc.response_headers_conformance,
+    sc.response_schema_conformance,
+]
 
 
 @schema.parametrize()
@@ -303,6 +388,13 @@ def teardown_module() -> None:
     out = ROOT / "build" / "test-artifacts"
     out.mkdir(parents=True, exist_ok=True)
     schemathesis_total = sum(v for k, v in TRIED.items() if k.startswith("schemathesis"))
-    counts = {"total": sum(TRIED.values()), "schemathesis": schemathesis_total, "by_endpoint": dict(TRIED)}
+    counts = {
+        "total": sum(TRIED.values()),
+        "schemathesis": schemathesis_total,
+        "by_endpoint": dict(TRIED),
+    }
     (out / "fuzz_origin.json").write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
-    print(f"\norigin fuzz: {counts['total']} inputs tried ({schemathesis_total} by schemathesis) {dict(TRIED)}")
+    print(
+        f"\norigin fuzz: {counts['total']} inputs tried ({schemathesis_total} by schemathesis)"
+        f" {dict(TRIED)}"
+    )

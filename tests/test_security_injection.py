@@ -40,7 +40,9 @@ TOKEN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$")
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     db = tmp_path_factory.mktemp("injection") / "origin.db"
-    settings = Settings(db=str(db), token_secret=b"injection-secret", clock=ManualClock(), learner="manual")
+    settings = Settings(
+        db=str(db), token_secret=b"injection-secret", clock=ManualClock(), learner="manual"
+    )
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -74,7 +76,13 @@ def unsafe(html: str) -> list[str]:
     for tag, attrs in parsed.elements:
         for name, value in attrs:
             value = value or ""
-            url = name in ("href", "src", "action", "formaction", "xlink:href") and value.strip().lower().startswith("javascript:")
+            url = name in (
+                "href",
+                "src",
+                "action",
+                "formaction",
+                "xlink:href",
+            ) and value.strip().lower().startswith("javascript:")
             if MARK in name or (MARK in value and (name.startswith("on") or url)):
                 found.append(f"<{tag} {name}={value!r}>")
     return found
@@ -101,7 +109,12 @@ def test_shop_pages_escape_every_request_value(client, payload):
         "user-agent": payload.encode("utf-8"),
         "cookie": f"fp_sid={quote(payload)}; fp_vid={quote(payload)}",
     }
-    for path in ("/", "/running", "/product/" + next(iter(client.app.state.origin.site.sections)), f"/running?{query}"):
+    for path in (
+        "/",
+        "/running",
+        "/product/" + next(iter(client.app.state.origin.site.sections)),
+        f"/running?{query}",
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code in (200, 404)
         assert unsafe(response.text) == [], (path, unsafe(response.text))
@@ -109,15 +122,25 @@ def test_shop_pages_escape_every_request_value(client, payload):
             assert_slots_from_site(client, response.text)
         for name, value in response.headers.items():
             assert MARK not in value, (name, value)
-    missing = client.get("/" + quote(payload.replace("/", ""), safe=""))  # the 404 page names the path
+    missing = client.get(
+        "/" + quote(payload.replace("/", ""), safe="")
+    )  # the 404 page names the path
     assert missing.status_code == 404 and unsafe(missing.text) == []
     assert MARK in missing.text  # reflected — but only as escaped text
 
 
 def test_decide_answers_only_site_html(client):
     for payload in PAYLOADS:
-        body = {"slots": ["hero", "promo"], "session_id": payload, "visitor_id": payload,
-                "context": {"url": f"/?utm_source={quote(payload)}", "referrer": payload, "accept_language": payload}}  # fmt: skip
+        body = {
+            "slots": ["hero", "promo"],
+            "session_id": payload,
+            "visitor_id": payload,
+            "context": {
+                "url": f"/?utm_source={quote(payload)}",
+                "referrer": payload,
+                "accept_language": payload,
+            },
+        }
         response = client.post("/v1/decide", json=body)
         assert response.status_code == 200
         site = client.app.state.origin.site
@@ -129,20 +152,46 @@ def test_dashboard_escapes_what_the_log_and_model_carry(tmp_path):
     """Defence in depth: even names that never pass validation are escaped if they get stored."""
     clock = ManualClock()
     storage = SqliteStorage(str(tmp_path / "dash.db"), clock=clock)
-    with TestClient(create_app(Settings(db=str(tmp_path / "seed.db"), token_secret=b"x", learner="manual"))) as seed:
+    with TestClient(
+        create_app(Settings(db=str(tmp_path / "seed.db"), token_secret=b"x", learner="manual"))
+    ) as seed:
         model = json.loads(canonical_json(seed.app.state.origin.holder.model))
     slot = model["slots"]["hero"]
     for payload in PAYLOADS:
         slot["weights"].setdefault(slot["variants"][1], {})[payload] = 0.75
     model = seal(model)
-    storage.publish_model(StoredModel(model["model_version"], model["sha256"], canonical_json(model), clock.now_ms()))
+    storage.publish_model(
+        StoredModel(model["model_version"], model["sha256"], canonical_json(model), clock.now_ms())
+    )
     entries = []
     for i, payload in enumerate(PAYLOADS):
         for slot_name, variant in (("hero", payload), (payload, "default")):
-            entries.append((DECISION, {"decision_id": f"d{i}{slot_name[:2]}", "slot": slot_name, "variant": variant,
-                                       "propensity": 0.5, "ts_ms": clock.now_ms(), "holdout": False, "context": {}}))  # fmt: skip
-            entries.append((EVENT, {"type": "click", "decision_id": f"d{i}{slot_name[:2]}", "slot": slot_name,
-                                    "variant": variant, "ts_ms": clock.now_ms()}))  # fmt: skip
+            entries.append(
+                (
+                    DECISION,
+                    {
+                        "decision_id": f"d{i}{slot_name[:2]}",
+                        "slot": slot_name,
+                        "variant": variant,
+                        "propensity": 0.5,
+                        "ts_ms": clock.now_ms(),
+                        "holdout": False,
+                        "context": {},
+                    },
+                )
+            )
+            entries.append(
+                (
+                    EVENT,
+                    {
+                        "type": "click",
+                        "decision_id": f"d{i}{slot_name[:2]}",
+                        "slot": slot_name,
+                        "variant": variant,
+                        "ts_ms": clock.now_ms(),
+                    },
+                )
+            )
     storage.append(entries)
     app = Starlette(routes=dashboard_routes(storage, clock))
     with TestClient(app) as client:

@@ -19,10 +19,15 @@ window.__xss = [];
 window.%(mark)s = (n) => window.__xss.push('ran ' + n);
 new MutationObserver((records) => {
   for (const r of records) for (const n of r.addedNodes) {
-    if (n.nodeType === 1 && n.outerHTML.includes('%(mark)s')) window.__xss.push('element ' + n.outerHTML.slice(0, 120));
+    if (n.nodeType === 1 && n.outerHTML.includes('%(mark)s')) {
+      window.__xss.push('element ' + n.outerHTML.slice(0, 120));
+    }
   }
 }).observe(document, {childList: true, subtree: true, attributes: true});
-try { localStorage.setItem('fp_vid', %(payload)s); sessionStorage.setItem('fp_sid', %(payload)s); } catch (e) {}
+try {
+  localStorage.setItem('fp_vid', %(payload)s);
+  sessionStorage.setItem('fp_sid', %(payload)s);
+} catch (e) {}
 """
 
 FROM_SITE = """() => {
@@ -43,19 +48,30 @@ FROM_SITE = """() => {
 def test_snippet_turns_no_input_into_markup(chromium, site, payload):
     import json
 
-    context = chromium.new_context(locale="en-US", extra_http_headers={"accept-language": quote(payload)})
+    context = chromium.new_context(
+        locale="en-US", extra_http_headers={"accept-language": quote(payload)}
+    )
     try:
-        context.add_cookies([
-            {"name": "fp_vid", "value": quote(payload), "url": site.url},
-            {"name": "fp_consent", "value": quote(payload), "url": site.url},
-        ])  # fmt: skip
+        context.add_cookies(
+            [
+                {"name": "fp_vid", "value": quote(payload), "url": site.url},
+                {"name": "fp_consent", "value": quote(payload), "url": site.url},
+            ]
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.add_init_script(TRAP % {"mark": MARK, "payload": json.dumps(payload)})
-        query = urlencode({"utm_source": payload, "utm_medium": payload, "utm_campaign": payload, "q": payload})
-        page.goto(f"{site.url}/?{query}#{quote(payload)}", referer=f"https://evil.example/?q={quote(payload)}")
-        page.wait_for_function("window.firstpaint && firstpaint.decisions.length > 0")  # decided at first paint
+        query = urlencode(
+            {"utm_source": payload, "utm_medium": payload, "utm_campaign": payload, "q": payload}
+        )
+        page.goto(
+            f"{site.url}/?{query}#{quote(payload)}",
+            referer=f"https://evil.example/?q={quote(payload)}",
+        )
+        page.wait_for_function(
+            "window.firstpaint && firstpaint.decisions.length > 0"
+        )  # decided at first paint
         assert page.evaluate("window.__xss") == []
         slots = page.evaluate(FROM_SITE)
         assert slots and all(s["known"] for s in slots), slots
