@@ -266,6 +266,12 @@ const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 // Intl resolves zone names case-insensitively (and canonicalizes links); Python's zoneinfo is
 // case-sensitive. Reject a name whose resolved id differs only by case, and a link name whose
 // segments do not start upper-case (the IANA spelling), so `europe/paris` is unknown everywhere.
+function acceptedZone(zone, resolved) {
+  if (resolved === zone) return true;
+  const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
+  return lower(resolved) !== lower(zone) && ianaSpelling;
+}
+
 function zoneFormatter(zone) {
   let formatter = formatters.get(zone);
   if (formatter !== undefined) return formatter;
@@ -282,11 +288,7 @@ function zoneFormatter(zone) {
       minute: 'numeric',
       second: 'numeric',
     });
-    const resolved = candidate.resolvedOptions().timeZone;
-    const sameName = resolved === zone;
-    const caseOnly = !sameName && lower(resolved) === lower(zone);
-    const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
-    if (sameName || (!caseOnly && ianaSpelling)) formatter = candidate;
+    if (acceptedZone(zone, candidate.resolvedOptions().timeZone)) formatter = candidate;
   } catch {
     formatter = null;
   }
@@ -333,6 +335,19 @@ function constantOffset(key, formatter, start, length) {
   return offset;
 }
 
+// Where the runtime has Temporal (Chromium), it answers without an Intl formatter, whose first
+// construction costs tens of ms in a fresh page — and the snippet decides on the first-paint path.
+function temporalLocalTime(zone, t) {
+  let local;
+  try {
+    local = Temporal.Instant.fromEpochMilliseconds(t).toZonedDateTimeISO(zone);
+  } catch {
+    return null;
+  }
+  if (!acceptedZone(zone, local.timeZoneId)) return null;
+  return { hour: local.hour, minute: local.minute, weekday: DAY_NAMES[local.dayOfWeek % 7] };
+}
+
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */
 function localTime(context) {
   const zone = text(context.timezone);
@@ -341,9 +356,10 @@ function localTime(context) {
   const when = new Date(nowMs);
   const utcYear = when.getUTCFullYear();
   if (!(utcYear >= 1 && utcYear <= 9999)) return null; // Python's datetime range
+  const t = when.getTime();
+  if (typeof Temporal !== 'undefined') return temporalLocalTime(zone, t);
   const formatter = zoneFormatter(zone);
   if (formatter === null) return null;
-  const t = when.getTime();
   const offset = utcYear > 100 && utcYear < 9999 ? cachedOffset(zone, formatter, t) : null;
   if (offset !== null) {
     const local = new Date(t + offset);
