@@ -9,7 +9,7 @@ BUILD := build
 MODEL := $(BUILD)/model/model.json
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: demo test bench deps system-deps model lint clean
+.PHONY: demo test bench deps system-deps model browser lint clean
 
 deps: $(PY_STAMP) $(NODE_STAMP) system-deps
 
@@ -31,7 +31,11 @@ system-deps:
 model: $(PY_STAMP)
 	$(PY) -m model_export train --simulate 100000 --out $(BUILD)/model
 
-demo: deps model
+# The script-tag snippet, the Pyodide worker and the project's wheel, into browser/dist/.
+browser: $(PY_STAMP) $(NODE_STAMP)
+	node browser/build.mjs
+
+demo: deps model browser
 	$(PY) -m origin.demo --model $(MODEL)
 
 test: deps

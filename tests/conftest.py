@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Browser fixtures (dist, chromium, site, edge) for every Playwright test module.
+pytest_plugins = ["tests.support_browser"]
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 CHROMIUM = "/usr/bin/chromium"

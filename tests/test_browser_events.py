@@ -17,7 +17,6 @@ from tests.support_browser import (
 )
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 HERO_DECISION = (
     "firstpaint.decisions.filter((d) => d.slot === 'hero' && d.token).map((d) => ({"

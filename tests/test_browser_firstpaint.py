@@ -30,7 +30,6 @@ from tests.support_browser import (
 from tests.support_edge import cf_header
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 DEVICES = {
     "mobile": {

@@ -11,7 +11,6 @@ from tests.conftest import ROOT
 from tests.support_browser import DESKTOP_UA
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 ENTRY = (
     "export { decide, loadModel } from './edge/src/policy.js';"

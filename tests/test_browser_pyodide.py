@@ -16,7 +16,6 @@ from tests.support_browser import (
 )
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 READY = "window.firstpaint && firstpaint.pyodide && firstpaint.pyodide.ready"
 PROMO_HTML = load_site().slots["promo"].variants

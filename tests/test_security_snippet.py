@@ -11,7 +11,6 @@ import pytest
 from tests.test_security_injection import MARK, PAYLOADS
 
 pytestmark = pytest.mark.browser
-pytest_plugins = ["tests.support_browser"]  # fixtures: dist, chromium, site
 
 # Before any page script: a trap for payloads that run, and a log of elements that carry one.
 TRAP = """
