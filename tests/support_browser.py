@@ -198,7 +198,9 @@ def dist() -> dict[str, Any]:
     return build_dist()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+# open, which breaks any later test module that calls asyncio.run() or starts its own Playwright.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
