@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from model_export.policy import ModelError, load_model
 from model_export.site import Site, SiteError, load_site
 from origin import admin, api, openapi, pages
+from origin.dashboard import dashboard_routes
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.learning import LearningLoop
 from origin.logwriter import LogWriter
@@ -141,7 +142,13 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
 
     gate = origin.learning.gate if origin.learning is not None else None
     app = Starlette(
-        routes=[*api.routes, *openapi.routes, *admin.routes(origin, gate), *pages.routes(origin)],
+        routes=[
+            *api.routes,
+            *openapi.routes,
+            *admin.routes(origin, gate),
+            *dashboard_routes(origin.storage, origin.clock),
+            *pages.routes(origin),  # last: the demo shop's catch-all
+        ],
         lifespan=lifespan,
     )
     app.add_middleware(

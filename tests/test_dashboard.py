@@ -137,10 +137,7 @@ def origin_after_a_short_run(tmp_path_factory) -> Iterator[tuple[str, dict]]:
     settings = Settings(db=str(tmp / "origin.db"), token_secret=b"dashboard-test",
                         model_path=str(GOLDEN / "model.json"), publish_interval_s=0.5)  # fmt: skip
     app = create_app(settings)
-    origin = app.state.origin
-    if not any(getattr(r, "path", None) == "/dashboard" for r in app.routes):
-        # Until origin/app.py mounts it: ahead of the demo site's catch-all page route.
-        app.router.routes[:0] = dashboard_routes(origin.storage, origin.clock)
+    assert any(getattr(r, "path", None) == "/dashboard" for r in app.routes)
     sim, outcomes = Simulator(seed=3), random.Random(4)
     with serving(app, free_port()) as url, httpx.Client(base_url=url, timeout=30) as http:
         for _ in range(40):
