@@ -189,6 +189,37 @@ def local_hour(zone: str, now_ms: float) -> float:
     return local.hour + local.minute / 60
 
 
+def close(a: float, b: float) -> bool:
+    """Within the contract's parity tolerance."""
+    return abs(a - b) <= 1e-6
+
+
+def golden_mismatches(cases: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[str]:
+    """Ids of golden cases a runtime's `{decision, features}` results do not reproduce."""
+    mismatches = []
+    for case, result in zip(cases, results, strict=True):
+        decision, active = result["decision"], result["features"]
+        same = (
+            [n for n, _ in active] == [n for n, _ in case["features"]]
+            and all(close(a[1], b[1]) for a, b in zip(active, case["features"], strict=True))
+            and all(close(decision["scores"][v], p) for v, p in case["scores"].items())
+            and all(
+                close(decision["probabilities"][v], p) for v, p in case["probabilities"].items()
+            )
+            and (decision["variant"], decision["holdout"], decision["explored"])
+            == (case["variant"], case["holdout"], case["explored"])
+            and close(decision["propensity"], case["propensity"])
+            and [n for n, _ in decision["top_features"]] == [n for n, _ in case["top_features"]]
+            and all(
+                close(a[1], b[1])
+                for a, b in zip(decision["top_features"], case["top_features"], strict=True)
+            )
+        )
+        if not same:
+            mismatches.append(case["id"])
+    return mismatches
+
+
 # --- fixtures (import them into a test module to use them) -------------------------------------
 
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
-from tests.support_browser import DESKTOP_UA
+from tests.support_browser import DESKTOP_UA, golden_mismatches
 
 pytestmark = pytest.mark.browser
 
@@ -16,10 +16,6 @@ ENTRY = (
     "export { decide, loadModel } from './edge/src/policy.js';"
     "export { features } from './edge/src/features.js';"
 )
-
-
-def close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6
 
 
 def test_js_policy_in_chromium_reproduces_the_golden_vectors(
@@ -47,21 +43,4 @@ def test_js_policy_in_chromium_reproduces_the_golden_vectors(
         )
     finally:
         context.close()
-    mismatches = []
-    for case, result in zip(golden_cases, results, strict=True):
-        decision, active = result["decision"], result["features"]
-        same = (
-            [n for n, _ in active] == [n for n, _ in case["features"]]
-            and all(close(a[1], b[1]) for a, b in zip(active, case["features"], strict=True))
-            and all(close(decision["scores"][v], p) for v, p in case["scores"].items())
-            and all(
-                close(decision["probabilities"][v], p) for v, p in case["probabilities"].items()
-            )
-            and (decision["variant"], decision["holdout"], decision["explored"])
-            == (case["variant"], case["holdout"], case["explored"])
-            and close(decision["propensity"], case["propensity"])
-            and [n for n, _ in decision["top_features"]] == [n for n, _ in case["top_features"]]
-        )
-        if not same:
-            mismatches.append(case["id"])
-    assert mismatches == []
+    assert golden_mismatches(golden_cases, results) == []

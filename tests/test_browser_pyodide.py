@@ -11,6 +11,7 @@ import pytest
 from model_export.site import load_site
 from tests.support_browser import (
     DESKTOP_UA,
+    golden_mismatches,
     policy_variant,
     records,
 )
@@ -40,10 +41,6 @@ def python_page(chromium, site) -> Any:
     assert errors == []
 
 
-def close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6
-
-
 def test_python_policy_in_pyodide_reproduces_the_golden_vectors(
     python_page, golden_model, golden_cases
 ):
@@ -56,28 +53,7 @@ def test_python_policy_in_pyodide_reproduces_the_golden_vectors(
     ]
     results = python_page.evaluate("(requests) => firstpaint.python(requests)", requests)
     assert len(results) == len(golden_cases)
-    mismatches = []
-    for case, result in zip(golden_cases, results, strict=True):
-        decision, active = result["decision"], result["features"]
-        same = (
-            [n for n, _ in active] == [n for n, _ in case["features"]]
-            and all(close(a[1], b[1]) for a, b in zip(active, case["features"], strict=True))
-            and all(close(decision["scores"][v], p) for v, p in case["scores"].items())
-            and all(
-                close(decision["probabilities"][v], p) for v, p in case["probabilities"].items()
-            )
-            and (decision["variant"], decision["holdout"], decision["explored"])
-            == (case["variant"], case["holdout"], case["explored"])
-            and close(decision["propensity"], case["propensity"])
-            and [n for n, _ in decision["top_features"]] == [n for n, _ in case["top_features"]]
-            and all(
-                close(a[1], b[1])
-                for a, b in zip(decision["top_features"], case["top_features"], strict=True)
-            )
-        )
-        if not same:
-            mismatches.append(case["id"])
-    assert mismatches == []
+    assert golden_mismatches(golden_cases, results) == []
 
 
 def test_idle_slot_is_decided_by_the_python_policy(python_page, site, golden_model):
