@@ -29,7 +29,7 @@ from origin.services import Origin
 from origin.storage import EVENT
 
 SITE_DIR = Path(__file__).with_name("site")
-SESSION_COOKIE, VISITOR_COOKIE = "fp_sid", "fp_vid"
+SESSION_COOKIE, VISITOR_COOKIE, CONSENT_COOKIE = "fp_sid", "fp_vid", "fp_consent"
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".mjs")
 
@@ -85,10 +85,15 @@ class Shop:
             model_version=html.escape(sha8),
         )
 
-    @staticmethod
-    def _ids(request: Request) -> tuple[str, str]:
+    def _consent(self, request: Request) -> bool:
+        """The edge worker's consent rule: `fp_consent=0` refuses; if required, only `1` allows."""
+        consent = request.cookies.get(CONSENT_COOKIE)
+        return consent == "1" if self.origin.settings.consent_required else consent != "0"
+
+    def _ids(self, request: Request) -> tuple[str, str]:
         sid = request.cookies.get(SESSION_COOKIE, "")
-        vid = request.cookies.get(VISITOR_COOKIE, "")
+        # Without consent the visitor id lives for this request only: nothing ties visits together.
+        vid = request.cookies.get(VISITOR_COOKIE, "") if self._consent(request) else ""
         valid = (
             all(c.isalnum() or c in "-_" for c in sid + vid) and len(sid) <= 64 and len(vid) <= 64
         )
@@ -102,10 +107,27 @@ class Shop:
         self, request: Request, body: str, ids: tuple[str, str], status: int = 200
     ) -> HTMLResponse:
         response = HTMLResponse(body, status_code=status)
+        # No page script reads these (the snippet keeps its own ids in web storage): HttpOnly.
+        secure = request.url.scheme == "https"
         response.set_cookie(
-            SESSION_COOKIE, ids[0], max_age=self.origin.settings.session_ttl_s, samesite="lax"
+            SESSION_COOKIE,
+            ids[0],
+            max_age=self.origin.settings.session_ttl_s,
+            httponly=True,
+            secure=secure,
+            samesite="lax",
         )
-        response.set_cookie(VISITOR_COOKIE, ids[1], max_age=365 * 86400, samesite="lax")
+        if self._consent(request):
+            response.set_cookie(
+                VISITOR_COOKIE,
+                ids[1],
+                max_age=365 * 86400,
+                httponly=True,
+                secure=secure,
+                samesite="lax",
+            )
+        elif VISITOR_COOKIE in request.cookies:
+            response.delete_cookie(VISITOR_COOKIE, httponly=True, secure=secure, samesite="lax")
         return response
 
     def _view(

@@ -42,6 +42,9 @@ class Settings:
     publish_interval_s: float = 5.0
     reward_window_s: float = 1800.0
     session_ttl_s: int = 1800
+    consent_required: bool = (
+        False  # as the edge's FP_CONSENT_REQUIRED: no visitor id until fp_consent=1
+    )
     learner: str = "thread"
     model_poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
@@ -88,6 +91,7 @@ class Settings:
             "admin_token": env.get("FP_ADMIN_TOKEN") or None,
             "publish_interval_s": number("FP_PUBLISH_INTERVAL_S", 5.0),
             "reward_window_s": number("FP_REWARD_WINDOW_S", 1800.0),
+            "consent_required": env.get("FP_CONSENT_REQUIRED", "0") == "1",
         }
         drop = env.get("FP_PROMOTION_MAX_DROP", "0.10").strip().lower()
         values["promotion_max_drop"] = (

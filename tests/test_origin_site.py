@@ -120,3 +120,32 @@ def test_fp_files_are_served_when_built_and_404_when_not(client, tmp_path):
     with TestClient(create_app(settings)) as bare:
         assert bare.get("/fp/snippet.js").status_code == 404
         assert bare.get("/fp/pyodide/pyodide.js").status_code == 404
+
+
+def _set_cookies(response) -> dict[str, str]:
+    return {c.split("=", 1)[0]: c for c in response.headers.get_list("set-cookie")}
+
+
+def test_page_cookies_are_http_only_and_the_visitor_id_follows_consent(tmp_path):
+    def shop(**settings):
+        app = create_app(
+            Settings(
+                db=str(tmp_path / f"{len(settings)}.db"),
+                token_secret=SECRET,
+                learner="off",
+                **settings,
+            )  # fmt: skip
+        )
+        return TestClient(app)
+
+    with shop() as client:
+        cookies = _set_cookies(client.get("/"))
+        assert "HttpOnly" in cookies["fp_sid"] and "HttpOnly" in cookies["fp_vid"]
+        assert "secure" not in cookies["fp_vid"].lower()  # plain http: a Secure cookie is dropped
+        client.cookies.set("fp_consent", "0")
+        refused = _set_cookies(client.get("/running"))
+        assert "Max-Age=0" in refused["fp_vid"] or 'fp_vid=""' in refused["fp_vid"]
+    with shop(consent_required=True) as client:
+        assert "fp_vid" not in _set_cookies(client.get("/"))
+        client.cookies.set("fp_consent", "1")
+        assert "HttpOnly" in _set_cookies(client.get("/"))["fp_vid"]
