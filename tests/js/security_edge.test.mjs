@@ -4,7 +4,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { modelSha256 } from '../../edge/src/policy.js';
-import { DESKTOP, HOME, page, site, slotElement, startOrigin, startWorker, starterModel } from './support.mjs';
+import { DESKTOP, HOME, page, setup, site, slotElement, startOrigin, startWorker, starterModel } from './support.mjs';
 
 const MARK = 'fpXSS';
 const PAYLOADS = [
@@ -19,16 +19,6 @@ const PAYLOADS = [
 ];
 const VARIANT_HTML = new Set(Object.values(site.slots).flatMap((slot) => Object.values(slot.html)));
 const TOKEN = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/;
-
-async function setup(t, routes, vars = {}) {
-  const origin = await startOrigin(routes);
-  const mf = await startWorker({ FP_ORIGIN: origin.url, ...vars });
-  t.after(async () => {
-    await mf.dispose();
-    await origin.close();
-  });
-  return { origin, mf };
-}
 
 /** Every slot the page carries holds site.json HTML and safe attributes, and no payload leaked. */
 function assertClean(html, response) {

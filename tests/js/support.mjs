@@ -83,6 +83,17 @@ export async function startOrigin(routes = {}) {
   };
 }
 
+/** A test origin serving `routes` and the worker in front of it, both closed after test `t`. */
+export async function setup(t, routes, vars = {}) {
+  const origin = await startOrigin(routes);
+  const mf = await startWorker({ FP_ORIGIN: origin.url, ...vars });
+  t.after(async () => {
+    await mf.dispose();
+    await origin.close();
+  });
+  return { origin, mf };
+}
+
 /** A route answering `html` as a text/html page, with extra headers. */
 export function page(html, headers = {}) {
   return (req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...headers }).end(html);

@@ -3,7 +3,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { decide } from '../../edge/src/policy.js';
-import { DESKTOP, GOOGLEBOT, HOME, IPHONE, SECRET, page, site, slotElement, startOrigin, startWorker, starterModel } from './support.mjs';
+import { DESKTOP, GOOGLEBOT, HOME, IPHONE, SECRET, page, setup, site, slotElement, startOrigin, startWorker, starterModel } from './support.mjs';
 
 const MORNING_NY = { country: 'US', timezone: 'America/New_York' };
 
@@ -12,16 +12,6 @@ function verifyToken(token) {
   const expected = crypto.createHmac('sha256', SECRET).update(encoded).digest('base64url');
   assert.equal(signature, expected, 'token signature');
   return JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
-}
-
-async function setup(t, routes, vars = {}) {
-  const origin = await startOrigin(routes);
-  const mf = await startWorker({ FP_ORIGIN: origin.url, ...vars });
-  t.after(async () => {
-    await mf.dispose();
-    await origin.close();
-  });
-  return { origin, mf };
 }
 
 test('several slots are rewritten with the chosen variants, signed and logged', async (t) => {
