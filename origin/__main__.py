@@ -60,16 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         return admin.run_cli(args)
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = Settings.from_env(
-            db=args.db,
-            redis_url=args.redis_url,
-            model_path=args.model_path,
-            site_path=args.site_path,
-            learner=args.learner,
-        )
-        app = create_app(settings)
+        app = create_app(_settings(args, learner=args.learner))
     except (ConfigError, StorageError) as exc:
         print(f"origin: {exc}", file=sys.stderr)
         return 2
@@ -83,18 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, learner: str | None = None) -> Settings:
+    """Logging, and Settings from the flags `serve` and `learn` share (flags win over FP_*)."""
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    return Settings.from_env(
+        db=args.db,
+        redis_url=args.redis_url,
+        model_path=args.model_path,
+        site_path=args.site_path,
+        learner=learner,  # None: the default (from_env ignores flags left unset)
+    )
+
+
 def run_learner(args: argparse.Namespace) -> int:
     """The learner alone: one per deployment, however many serving workers run `--learner off`
     (one consumer group, so one joiner sees every decision and every reward)."""
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        settings = Settings.from_env(
-            db=args.db,
-            redis_url=args.redis_url,
-            model_path=args.model_path,
-            site_path=args.site_path,
-        )
-        origin = build_origin(settings)
+        origin = build_origin(_settings(args))
     except (ConfigError, StorageError) as exc:
         print(f"origin: {exc}", file=sys.stderr)
         return 2
