@@ -1,8 +1,7 @@
 """`python -m origin.demo --model build/model/model.json` (what `make demo` runs).
 
-Starts the origin (SQLite in `build/demo/`) and the edge worker in front of it (workerd through
-`edge/dev_server.mjs`, the same runtime `wrangler dev` uses), prints the URL to open, and stops
-both on Ctrl-C. The token secret is `FP_TOKEN_SECRET` if set, else a random one for this run,
+Starts the origin (SQLite in `build/demo/`) and the edge worker in front of it (`wrangler dev`,
+workerd from npm, with `wrangler.toml`), prints the URL to open, and stops both on Ctrl-C. The token secret is `FP_TOKEN_SECRET` if set, else a random one for this run,
 handed to both processes through their environment and never printed.
 """
 
@@ -67,47 +66,72 @@ def _start_origin(args: argparse.Namespace, env: dict[str, str]) -> tuple[subpro
 
 
 def _start_edge(args: argparse.Namespace, origin_url: str, env: dict[str, str]):
-    """The edge worker, or (None, reason) when it cannot run here."""
+    """`wrangler dev` serving the edge worker, or (None, reason) when it cannot run here.
+
+    The token secret reaches wrangler through an env file readable only by this user (wrangler
+    prints `--var` values in its bindings table only as "(hidden)", but a file keeps it off the
+    command line too). Wrangler's own state goes under `build/demo/`.
+    """
+    wrangler = ROOT / "node_modules" / ".bin" / "wrangler"
+    if not wrangler.exists():
+        return None, "wrangler is not installed (npm ci installs it)"
+    state = Path(args.db).parent / "wrangler"
+    state.mkdir(parents=True, exist_ok=True)
+    secrets_file = state / "secrets.env"
+    secrets_file.touch(mode=0o600)
+    secrets_file.chmod(0o600)
+    secrets_file.write_text(f"FP_TOKEN_SECRET={env['FP_TOKEN_SECRET']}\n")
     command = [
-        "node",
-        str(ROOT / "edge" / "dev_server.mjs"),
+        str(wrangler),
+        "dev",
+        "--ip",
+        args.host,
         "--port",
         str(args.edge_port),
-        "--origin",
-        origin_url,
+        "--env-file",
+        str(secrets_file),
         "--var",
-        f"FP_MODEL_REFRESH_S={args.refresh_s}",
+        f"FP_ORIGIN:{origin_url}",
+        "--var",
+        f"FP_MODEL_REFRESH_S:{args.refresh_s}",
+        "--persist-to",
+        str(state / "state"),
+        "--show-interactive-dev-session=false",
+        "--log-level",
+        "info" if args.verbose else "error",
     ]
+    edge_env = {**env, "WRANGLER_SEND_METRICS": "false", "WRANGLER_LOG_PATH": str(state / "logs")}
+    edge_env.pop("FP_TOKEN_SECRET")  # from the env file only
     try:
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=env,
+            env=edge_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
     except OSError as exc:
-        return None, f"node is not available ({exc})"
-    ready: list[str] = []
+        return None, f"wrangler dev could not start ({exc})"
 
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            if line.startswith("ready ") and not ready:
-                ready.append(line.split(" ", 1)[1].strip())
-            elif args.verbose or not ready:
+            if args.verbose:
                 print(f"[edge] {line.rstrip()}", flush=True)
 
     threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not ready and process.poll() is None:
-        time.sleep(0.1)
-    if not ready:
-        _stop(process, "edge worker")
-        return None, f"the edge worker did not start (exit {process.poll()})"
-    return (process, ready[0]), ""
+    url = f"http://{args.host}:{args.edge_port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return (process, url), ""
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    _stop(process, "edge worker")
+    return None, f"wrangler dev did not start (exit {process.poll()}; --verbose shows its output)"
 
 
 def main(argv: list[str] | None = None) -> int:
