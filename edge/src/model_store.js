@@ -4,9 +4,10 @@
 // fetch or a model that fails its checks keeps the last good one.
 
 import starter from './model.json';
-import { checkModel } from './policy.js';
+import { checkModel, ModelError } from './policy.js';
 
 const DEFAULT_REFRESH_S = 10;
+const HEADER_SAFE = /^[\x20-\x7e]+$/; // the version goes out in x-fp-model
 const STUCK_REFRESH_MS = 30_000; // a refresh whose request context died never reports back
 
 // Module state lives as long as the isolate. Only settled values are kept here: workerd ties a
@@ -25,7 +26,7 @@ const state = {
 export async function currentModel() {
   if (!state.starterChecked) {
     try {
-      const model = await checkModel(starter);
+      const model = await usableModel(starter);
       if (!state.model) adopt(model, null);
     } catch (error) {
       state.lastError = `starter model rejected: ${error.message}`;
@@ -33,6 +34,15 @@ export async function currentModel() {
     state.starterChecked = true;
   }
   return state.model;
+}
+
+/** `model` once it passes checkModel and its version can be sent as a header value. */
+async function usableModel(model) {
+  const checked = await checkModel(model);
+  if (typeof checked.model_version !== 'string' || !HEADER_SAFE.test(checked.model_version)) {
+    throw new ModelError(`model_version must be printable ASCII, got ${JSON.stringify(checked.model_version)}`);
+  }
+  return checked;
 }
 
 function adopt(model, etag) {
@@ -75,7 +85,7 @@ async function refresh(originBase) {
       state.lastError = `GET /v1/model answered ${response.status}`;
       return;
     }
-    const model = await checkModel(JSON.parse(await response.text()));
+    const model = await usableModel(JSON.parse(await response.text()));
     adopt(model, response.headers.get('etag'));
     state.lastError = null;
   } catch (error) {

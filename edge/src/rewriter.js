@@ -19,7 +19,6 @@ export function rewriteSlots(response, slots, onShown) {
         element.setInnerContent(prepared.html, { html: true });
         element.setAttribute('data-fp-variant', prepared.variant);
         if (prepared.token) element.setAttribute('data-fp-decision', prepared.token);
-        else element.removeAttribute('data-fp-decision');
         if (!seen.has(prepared.slot)) {
           seen.add(prepared.slot);
           onShown(prepared);

@@ -17,28 +17,29 @@
 // preview signature from ever being a valid token signature and vice versa.
 
 const encoder = new TextEncoder();
-const keys = new Map();
+let cachedKey = null; // {secret, key}: one secret per deployment, so one key per isolate
+
+/** base64url without padding of a binary string (one character per byte, as `btoa` takes). */
+function base64urlOfBinary(binary) {
+  return btoa(binary).replace(/=+$/, '').replaceAll('+', '-').replaceAll('/', '_');
+}
 
 /** base64url without padding. */
 export function base64url(bytes) {
-  let binary = '';
-  for (const b of new Uint8Array(bytes)) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  return base64urlOfBinary(String.fromCharCode(...new Uint8Array(bytes)));
 }
 
-// Keys, not promises, are kept between requests: workerd ties a pending promise to its request.
-async function hmacKey(secret) {
-  let key = keys.get(secret);
-  if (!key) {
-    key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    keys.clear(); // one secret per deployment; never let the map grow
-    keys.set(secret, key);
-  }
+// The key, not its promise, is kept between requests: workerd ties a pending promise to its
+// request. Once imported it is used without an await (two tokens are signed on every page).
+async function importKey(secret) {
+  const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  cachedKey = { secret, key };
   return key;
 }
 
 async function hmac(secret, message) {
-  return base64url(await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(message)));
+  const key = cachedKey?.secret === secret ? cachedKey.key : await importKey(secret);
+  return base64url(await crypto.subtle.sign('HMAC', key, encoder.encode(message)));
 }
 
 /** The payload JSON of a token, byte for byte (see the format above). */
@@ -56,7 +57,8 @@ export function tokenPayload(decision, issuedMs) {
 
 /** The signed token for one decision, issued at `issuedMs`. */
 export async function signDecision(secret, decision, issuedMs) {
-  const encoded = base64url(encoder.encode(tokenPayload(decision, issuedMs)));
+  // The payload is pure ASCII (see tokenPayload), so its UTF-8 bytes are its characters.
+  const encoded = base64urlOfBinary(tokenPayload(decision, issuedMs));
   return `${encoded}.${await hmac(secret, encoded)}`;
 }
 

@@ -41,19 +41,18 @@ export default {
     const requestHeaders = request.headers;
     const visitor = model ? identify(requestHeaders, model, env) : null;
     let response;
+    let responseHeaders;
     let fromCache;
     try {
       const extraCookie = visitor && visitor.returning === false ? `${VISITOR_COOKIE}=${visitor.id}` : null;
-      ({ response, fromCache } = await fetchFromOrigin(request, url, base, ctx, extraCookie));
+      ({ response, headers: responseHeaders, fromCache } = await fetchFromOrigin(request, url, base, ctx, extraCookie));
     } catch (error) {
       console.warn(`firstpaint: origin fetch failed: ${error.message}`);
       return new Response('The site is unreachable right now.\n', { status: 502, headers: { 'x-fp-fallback': 'origin-unreachable' } });
     }
-    if (request.method !== 'GET' || response.status !== 200) return response;
-    const responseHeaders = response.headers;
-    if (!isHtml(responseHeaders)) return response;
+    if (request.method !== 'GET' || response.status !== 200 || !isHtml(responseHeaders)) return response;
     try {
-      return await personalize(request, response, { url, responseHeaders, env, ctx, base, model, visitor, fromCache });
+      return await personalize(request, response, { url, env, ctx, base, model, visitor, fromCache });
     } catch (error) {
       console.warn(`firstpaint: personalization failed: ${error.stack || error}`);
       return fallback(response, 'exception');
@@ -95,10 +94,10 @@ async function previewOverrides(url, env) {
 }
 
 function newDecisionId() {
-  return crypto.randomUUID().replace(/-/g, '');
+  return crypto.randomUUID().replaceAll('-', '');
 }
 
-async function personalize(request, response, { url, responseHeaders, env, ctx, base, model, visitor, fromCache }) {
+async function personalize(request, response, { url, env, ctx, base, model, visitor, fromCache }) {
   const nowMs = Date.now();
   if (!model) return fallback(response, 'no-model');
   if (!visitor) return fallback(response, 'exception');
@@ -135,7 +134,10 @@ async function personalize(request, response, { url, responseHeaders, env, ctx, 
     if (send) ctx.waitUntil(send);
   };
 
-  const headers = new Headers(responseHeaders);
+  // The rewritten response carries its own mutable copy of the origin's headers: edited in place
+  // (no header value below can throw: model_store.js admits only header-safe model versions).
+  const personalized = rewriteSlots(response, slots, logShown);
+  const headers = personalized.headers;
   headers.set('cache-control', 'private');
   headers.delete('etag');
   headers.delete('last-modified');
@@ -145,6 +147,5 @@ async function personalize(request, response, { url, responseHeaders, env, ctx, 
   if (visitor.setCookie) headers.append('set-cookie', visitor.setCookie);
   if (fromCache) headers.set('x-fp-cache', 'hit');
   if (preview === undefined) headers.set('x-fp-fallback', 'preview-signature');
-  const outgoing = new Response(response.body, { status: response.status, statusText: response.statusText, headers });
-  return rewriteSlots(outgoing, slots, logShown);
+  return personalized;
 }

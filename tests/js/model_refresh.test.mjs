@@ -62,7 +62,7 @@ test('a newer model from the origin replaces the bundled one, revalidated by ETa
   assert.equal(modelRequests[1].headers['if-none-match'], `"${current.model.sha256}"`);
 });
 
-test('an invalid model (bad sha256, wrong format, not JSON) keeps the last good one', async (t) => {
+test('an invalid model (bad sha256, wrong format, version unfit for a header, not JSON) keeps the last good one', async (t) => {
   const current = { model: await sealed({ model_version: 'good-2' }) };
   const { mf } = await setup(t, current);
   assert.equal((await refreshed(mf, 1)).model_version, 'good-2');
@@ -77,8 +77,14 @@ test('an invalid model (bad sha256, wrong format, not JSON) keeps the last good 
   assert.equal(status.model_version, 'good-2');
   assert.match(status.last_error, /format must be/);
 
-  current.model = '{"format": "firstpaint.model/1", "slots": ';
+  // x-fp-model carries the version: one that is no header value would break every page.
+  current.model = await sealed({ model_version: 'v2\r\nset-cookie: fp_vid=forged' });
   status = await refreshed(mf, 4);
+  assert.equal(status.model_version, 'good-2');
+  assert.match(status.last_error, /model_version must be printable ASCII/);
+
+  current.model = '{"format": "firstpaint.model/1", "slots": ';
+  status = await refreshed(mf, 5);
   assert.equal(status.model_version, 'good-2');
   assert.match(status.last_error, /model refresh failed: .*JSON/);
   assert.equal(await modelVersionOf(mf), 'good-2');
