@@ -1,5 +1,6 @@
 // Build the browser artefacts into browser/dist/ (served by the origin under /fp/):
-//   snippet.js          the script-tag snippet (IIFE, minified; shares edge/src/policy.js)
+//   snippet.js          the script-tag snippet (IIFE, minified; shares edge/src/features.js and
+//                       policy.js, with browser/src/time_zones.js for edge/src/time_zones.js)
 //   after-paint.mjs     what the snippet imports once the document is parsed (events, Pyodide)
 //   pyodide-worker.mjs  the module Web Worker that runs the Python policy in Pyodide
 //   firstpaint-*.whl    the project's pure-Python wheel (model_export), `pip wheel --no-deps`
@@ -65,6 +66,19 @@ function buildWheels() {
   }
 }
 
+// features.js reads local time in the runtime's own zone from Date, which is the only zone the
+// snippet decides in; the snippet bundles browser/src/time_zones.js (Temporal, no Intl formatter
+// or offset cache) in place of the edge's Intl-based module for any other zone.
+const browserTimeZones = {
+  name: "browser-time-zones",
+  setup(build) {
+    const edgeModule = join(ROOT, "edge/src/time_zones.js");
+    build.onResolve({ filter: /\/time_zones\.js$/ }, (args) =>
+      join(args.resolveDir, args.path) === edgeModule ? { path: join(HERE, "src/time_zones.js") } : undefined,
+    );
+  },
+};
+
 async function main() {
   const force = process.argv.includes("--force");
   const jsHash = digest(jsSources);
@@ -88,6 +102,7 @@ async function main() {
     outfile: join(DIST, "snippet.js"),
     format: "iife",
     target: ["es2020"],
+    plugins: [browserTimeZones],
   });
   await esbuild.build({
     ...common,

@@ -11,8 +11,8 @@
 // after-paint.mjs, imported after `load`.
 // Every entry point is guarded: a failure never reaches the host page, it falls back to the
 // default content and is recorded, with its reason, in `firstpaint.fallbacks`.
-import { isBot } from "../../edge/src/features.js";
-import { decide } from "../../edge/src/policy.js";
+import { isBot, runtimeZone } from "../../edge/src/features.js";
+import { decide, randomId } from "../../edge/src/policy.js";
 
 const W = window;
 const D = document;
@@ -44,7 +44,6 @@ const store = (area, key, value) => {
     return null; // storage disabled: the visitor stays anonymous
   }
 };
-const randomId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join("");
 
 function identity(granted) {
   if (!granted) return { visitor: "" };
@@ -74,8 +73,8 @@ api.context = () => {
     user_agent: n.userAgent,
     ch_ua_mobile: hints ? (hints.mobile ? "?1" : "?0") : undefined,
     accept_language: (n.languages || [n.language]).join(","),
-    // Temporal answers without building an Intl.DateTimeFormat (tens of ms in a fresh renderer).
-    timezone: typeof Temporal != "undefined" ? Temporal.Now.timeZoneId() : Intl.DateTimeFormat().resolvedOptions().timeZone,
+    // The zone of the browser's own clock: features.js then reads local time from Date.
+    timezone: runtimeZone(),
     now_ms: Date.now(),
     returning: api.who.returning,
   };

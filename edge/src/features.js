@@ -2,36 +2,37 @@
 // ordered features. A line-by-line port of model_export/features.py; pure ES module, no Worker
 // or DOM API, so the edge worker and the browser snippet import this very file.
 
+import { runtimeZone, zoneTime } from './time_zones.js';
+
 export const SPEC_VERSION = 'fp-features/1';
 
-const ASCII_SPACE = ' \t\n\r\f\v';
-const ASCII_ONLY = /^[\x00-\x7f]*$/;
 const SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//;
 const COUNTRY = /^[A-Z]{2}$/;
 const LANGUAGE = /^[a-z]{2,3}$/;
 const TIMEZONE = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+){0,2}$/;
-const WEEKDAYS = { Mon: 'mon', Tue: 'tue', Wed: 'wed', Thu: 'thu', Fri: 'fri', Sat: 'sat', Sun: 'sun' };
-const FIELD_KINDS = {
-  referrer_class: 'categorical',
-  referrer_host: 'categorical',
-  utm_source: 'categorical',
-  utm_medium: 'categorical',
-  utm_campaign: 'categorical',
-  device: 'categorical',
-  os: 'categorical',
-  browser: 'categorical',
-  hour_sin: 'numeric',
-  hour_cos: 'numeric',
-  weekday: 'categorical',
-  country: 'categorical',
-  language: 'categorical',
-  visitor: 'categorical',
-  landing_section: 'categorical',
-  session_categories: 'multi_hot',
-  price_band: 'categorical',
-  session_pages: 'numeric',
-  last_event: 'categorical',
-};
+// The fields a spec may use, in the order rawValues() reports them; all categorical but these.
+const FIELDS = [
+  'referrer_class',
+  'referrer_host',
+  'utm_source',
+  'utm_medium',
+  'utm_campaign',
+  'device',
+  'os',
+  'browser',
+  'hour_sin',
+  'hour_cos',
+  'weekday',
+  'country',
+  'language',
+  'visitor',
+  'landing_section',
+  'session_categories',
+  'price_band',
+  'session_pages',
+  'last_event',
+];
+const OTHER_KINDS = { hour_sin: 'numeric', hour_cos: 'numeric', session_pages: 'numeric', session_categories: 'multi_hot' };
 
 /** A feature spec that no runtime could apply consistently. */
 export class SpecError extends Error {
@@ -48,7 +49,7 @@ export function validateSpec(spec) {
   }
   for (const field of Array.isArray(spec.fields) ? spec.fields : []) {
     const name = field && field.name;
-    if (!has(FIELD_KINDS, name) || FIELD_KINDS[name] !== field.kind) {
+    if (!FIELDS.includes(name) || (OTHER_KINDS[name] ?? 'categorical') !== field.kind) {
       throw new SpecError(`features.fields: unknown field or kind ${JSON.stringify(name)}/${JSON.stringify(field && field.kind)}`);
     }
     const vocab = Array.isArray(field.vocab) ? field.vocab : [];
@@ -72,88 +73,46 @@ export function featureNames(spec) {
 
 /** ASCII-only lowercase: the same in every runtime, whatever its Unicode tables. */
 export function lower(s) {
-  if (!/[A-Z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
 }
 
 /** ASCII-only uppercase. */
 export function upper(s) {
-  if (!/[a-z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toUpperCase() : s.replace(/[a-z]+/g, (m) => m.toUpperCase());
+  return /[a-z]/.test(s) ? s.replace(/[a-z]+/g, (m) => m.toUpperCase()) : s;
+}
+
+// Space, \t, \n, \v, \f, \r: the contract's white space (not Unicode's).
+function isSpace(c) {
+  return c === 32 || (c >= 9 && c <= 13);
 }
 
 /** Strip ASCII white space only (String.prototype.trim would also strip Unicode spaces). */
 export function trim(s) {
   let start = 0;
   let end = s.length;
-  while (start < end && ASCII_SPACE.includes(s[start])) start++;
-  while (end > start && ASCII_SPACE.includes(s[end - 1])) end--;
+  while (start < end && isSpace(s.charCodeAt(start))) start++;
+  while (end > start && isSpace(s.charCodeAt(end - 1))) end--;
   return start === 0 && end === s.length ? s : s.slice(start, end);
 }
 
+// Python encodes a lone surrogate with `surrogatepass`, and strict decoding then fails.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const BAD_ESCAPE = /%(?![0-9A-Fa-f]{2})/;
-
-// Strict UTF-8, as Python decodes it: the bytes of one run of %XX escapes → text, or null.
-// (No decodeURIComponent: its errors are exceptions, and exceptions cost tens of µs.)
-function utf8(bytes) {
-  let out = '';
-  for (let i = 0; i < bytes.length; ) {
-    const b = bytes[i];
-    if (b < 0x80) {
-      out += String.fromCharCode(b);
-      i++;
-      continue;
-    }
-    let need;
-    let min = 0x80;
-    let max = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf) need = 1;
-    else if (b >= 0xe0 && b <= 0xef) {
-      need = 2;
-      if (b === 0xe0) min = 0xa0;
-      if (b === 0xed) max = 0x9f; // no UTF-16 surrogates
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      need = 3;
-      if (b === 0xf0) min = 0x90;
-      if (b === 0xf4) max = 0x8f;
-    } else return null;
-    if (i + need >= bytes.length) return null;
-    let code = b & (0x7f >> (need + 1));
-    for (let k = 1; k <= need; k++) {
-      const c = bytes[i + k];
-      if (c < (k === 1 ? min : 0x80) || c > (k === 1 ? max : 0xbf)) return null;
-      code = (code << 6) | (c & 0x3f);
-    }
-    out += String.fromCodePoint(code);
-    i += need + 1;
-  }
-  return out;
-}
+// A string whose every `%` starts an escape, and whose escapes spell well-formed UTF-8 (Unicode
+// table 3-7: no overlong forms, surrogates or code points above U+10FFFF) — exactly what Python's
+// strict decoder accepts. Literal characters are whole UTF-8 sequences, so each sequence that
+// starts with an escape is made of escapes only.
+const C = '%[89ab][0-9a-f]';
+const UTF8_ESCAPES = new RegExp(
+  `^(?:[^%]|%[0-7][0-9a-f]|%c[2-9a-f]${C}|%d[0-9a-f]${C}|%e0%[ab][0-9a-f]${C}|%e[1-9a-cef]${C}${C}` +
+    `|%ed%[89][0-9a-f]${C}|%f0%[9ab][0-9a-f]${C}${C}|%f[1-3]${C}${C}${C}|%f4%8[0-9a-f]${C}${C})*$`,
+  'i',
+);
 
 /** `+` → space, then strict UTF-8 percent-decoding; malformed input stays as it was. */
 export function decode(s) {
   s = s.includes('+') ? s.replace(/\+/g, ' ') : s;
-  if (!s.includes('%')) return s;
-  // Python encodes a lone surrogate with `surrogatepass` and then fails strict decoding.
-  if (BAD_ESCAPE.test(s) || LONE_SURROGATE.test(s)) return s;
-  // Literal characters are whole UTF-8 sequences, so each run of escapes decodes on its own.
-  let out = '';
-  let i = 0;
-  while (i < s.length) {
-    const percent = s.indexOf('%', i);
-    if (percent < 0) {
-      out += s.slice(i);
-      break;
-    }
-    out += s.slice(i, percent);
-    const bytes = [];
-    for (i = percent; s[i] === '%'; i += 3) bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
-    const text = utf8(bytes);
-    if (text === null) return s;
-    out += text;
-  }
-  return out;
+  // Checked first, so decodeURIComponent never throws: an exception costs ~13 µs.
+  return s.includes('%') && UTF8_ESCAPES.test(s) && !LONE_SURROGATE.test(s) ? decodeURIComponent(s) : s;
 }
 
 function text(value) {
@@ -174,8 +133,8 @@ function isPlainObject(value) {
 
 // --- URL parsing (CONTRACT §3) ----------------------------------------------------------------
 
-/** [host or null, path, first-occurrence query parameters] by the contract's own rules. */
-export function splitUrl(url) {
+// [host or null, path, query] of `url` (CONTRACT §3 steps 1–2).
+function parseUrl(url) {
   let u = trim(url);
   const hash = u.indexOf('#');
   if (hash >= 0) u = u.slice(0, hash);
@@ -184,26 +143,44 @@ export function splitUrl(url) {
   const query = q >= 0 ? u.slice(q + 1) : '';
   let host = null;
   let path = before;
-  const scheme = SCHEME.exec(before);
-  if (scheme) {
-    const rest = before.slice(scheme[0].length);
+  if (SCHEME.test(before)) {
+    const rest = before.slice(before.indexOf('://') + 3); // a scheme holds no ':'
     const slash = rest.indexOf('/');
     let authority = slash >= 0 ? rest.slice(0, slash) : rest;
     authority = authority.slice(authority.lastIndexOf('@') + 1);
-    if (authority.startsWith('[')) authority = authority.split(']', 1)[0] + ']';
-    else authority = authority.split(':', 1)[0];
+    if (authority[0] === '[') {
+      const close = authority.indexOf(']');
+      authority = (close >= 0 ? authority.slice(0, close) : authority) + ']';
+    } else {
+      const colon = authority.indexOf(':');
+      if (colon >= 0) authority = authority.slice(0, colon);
+    }
     host = lower(authority);
     path = slash >= 0 ? rest.slice(slash) : '';
   }
+  return [host, path || '/', query];
+}
+
+// First-occurrence query parameters (CONTRACT §3 step 3); only the names in `wanted` if given,
+// so the hot path decodes no value it will not read.
+function queryParams(query, wanted) {
   const params = new Map();
-  if (query) {
-    for (const item of query.split('&')) {
-      const eq = item.indexOf('=');
-      const key = lower(decode(eq >= 0 ? item.slice(0, eq) : item));
-      if (!params.has(key)) params.set(key, decode(eq >= 0 ? item.slice(eq + 1) : ''));
-    }
+  for (let start = 0; start <= query.length && query; ) {
+    let end = query.indexOf('&', start);
+    if (end < 0) end = query.length;
+    const eq = query.indexOf('=', start);
+    const nameEnd = eq >= 0 && eq < end ? eq : end;
+    const key = lower(decode(query.slice(start, nameEnd)));
+    if ((!wanted || wanted.includes(key)) && !params.has(key)) params.set(key, nameEnd < end ? decode(query.slice(nameEnd + 1, end)) : '');
+    start = end + 1;
   }
-  return [host, path || '/', params];
+  return params;
+}
+
+/** [host or null, path, first-occurrence query parameters] by the contract's own rules. */
+export function splitUrl(url) {
+  const [host, path, query] = parseUrl(url);
+  return [host, path, queryParams(query)];
 }
 
 function stripWww(host) {
@@ -246,106 +223,81 @@ function pythonRegex(pattern) {
   return compiled;
 }
 
-function search(pattern, s) {
-  return pythonRegex(pattern).test(s);
+// The spec's rules with their patterns compiled, and bounded caches of what they concluded
+// for a user agent or a referrer host: real traffic repeats a few thousand of each, and the
+// regexes are most of the cost of a cold one. Built once per rules object (models are never
+// mutated after loading); the caches are cleared, not evicted, when full.
+const compiledRules = new WeakMap();
+const CACHE_SIZE = 2048;
+
+function ruleSet(rules) {
+  let set = compiledRules.get(rules);
+  if (!set) {
+    const ordered = (list) => list.map(([value, pattern]) => [value, pythonRegex(pattern)]);
+    set = {
+      tablet: pythonRegex(rules.tablet),
+      mobile: pythonRegex(rules.mobile),
+      bot: pythonRegex(rules.bot),
+      os: ordered(rules.os),
+      browser: ordered(rules.browser),
+      referrerHosts: ordered(rules.referrer_hosts),
+      lowMax: rules.price_bands[0],
+      midMax: rules.price_bands[1],
+      maxPages: rules.max_pages,
+      logMaxPages: Math.log1p(rules.max_pages),
+      agents: new Map(),
+      hosts: new Map(),
+    };
+    compiledRules.set(rules, set);
+  }
+  return set;
 }
 
-function firstRule(rules, s) {
-  for (const [value, pattern] of rules) if (search(pattern, s)) return value;
+function firstRule(ordered, s) {
+  for (const [value, regex] of ordered) if (regex.test(s)) return value;
   return null;
+}
+
+function remember(cache, key, value) {
+  if (cache.size >= CACHE_SIZE) cache.clear();
+  cache.set(key, value);
+  return value;
+}
+
+// What a non-empty user agent says: tablet/mobile pattern matches, os, browser, bot.
+function agent(set, ua) {
+  return (
+    set.agents.get(ua) ??
+    remember(set.agents, ua, {
+      tablet: set.tablet.test(ua),
+      mobile: set.mobile.test(ua),
+      os: firstRule(set.os, ua) ?? 'other',
+      browser: firstRule(set.browser, ua) ?? 'other',
+      bot: set.bot.test(ua),
+    })
+  );
+}
+
+// The class of an external referrer host (CONTRACT §4 referrer_class steps 5–6).
+function hostClass(set, host) {
+  return set.hosts.get(host) ?? remember(set.hosts, host, firstRule(set.referrerHosts, host) ?? 'other');
 }
 
 // --- local time -------------------------------------------------------------------------------
 
-const formatters = new Map();
-const offsets = new Map();
-const HOUR_MS = 3600000;
-const MINUTE_MS = 60000;
 const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+const YEAR_1 = -62135596800000; // 0001-01-01T00:00Z: Python's datetime range starts here
+const YEAR_10000 = 253402300800000; // and ends before this
 
-// Intl resolves zone names case-insensitively (and canonicalizes links); Python's zoneinfo is
-// case-sensitive. Reject a name whose resolved id differs only by case, and a link name whose
-// segments do not start upper-case (the IANA spelling), so `europe/paris` is unknown everywhere.
+export { runtimeZone };
+
+// Intl and Temporal resolve zone names case-insensitively (and canonicalize links); Python's
+// zoneinfo is case-sensitive. Reject a name whose resolved id differs only by case, and a link
+// name whose segments do not start upper-case (the IANA spelling), so `europe/paris` is unknown.
 function acceptedZone(zone, resolved) {
   if (resolved === zone) return true;
   const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
   return lower(resolved) !== lower(zone) && ianaSpelling;
-}
-
-function zoneFormatter(zone) {
-  let formatter = formatters.get(zone);
-  if (formatter !== undefined) return formatter;
-  formatter = null;
-  try {
-    const candidate = new Intl.DateTimeFormat('en-US', {
-      timeZone: zone,
-      hourCycle: 'h23',
-      weekday: 'short',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    if (acceptedZone(zone, candidate.resolvedOptions().timeZone)) formatter = candidate;
-  } catch {
-    formatter = null;
-  }
-  if (formatters.size >= 512) formatters.clear();
-  formatters.set(zone, formatter);
-  return formatter;
-}
-
-function localParts(formatter, when) {
-  const parts = {};
-  for (const part of formatter.formatToParts(when)) parts[part.type] = part.value;
-  return parts;
-}
-
-// The zone's UTC offset (ms) at `t`, from the local wall-clock time Intl reports.
-function offsetAt(formatter, t) {
-  const p = localParts(formatter, new Date(t));
-  const wall = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
-  return wall - (t - (((t % 1000) + 1000) % 1000));
-}
-
-// Intl formatting costs tens of µs; a zone's offset is constant over almost every UTC hour.
-// Cache it per (zone, UTC hour) when it is the same at both ends of that hour, else per
-// (zone, UTC minute) — offsets change at most a few times a year — and read hour, minute and
-// weekday from UTC + offset. Null: the offset changes inside that very minute.
-function cachedOffset(zone, formatter, t) {
-  const hour = Math.floor(t / HOUR_MS);
-  let offset = constantOffset(`${zone}\x1fh${hour}`, formatter, hour * HOUR_MS, HOUR_MS);
-  if (offset === null) {
-    const minute = Math.floor(t / MINUTE_MS);
-    offset = constantOffset(`${zone}\x1fm${minute}`, formatter, minute * MINUTE_MS, MINUTE_MS);
-  }
-  return offset;
-}
-
-function constantOffset(key, formatter, start, length) {
-  let offset = offsets.get(key);
-  if (offset === undefined) {
-    const first = offsetAt(formatter, start);
-    offset = first === offsetAt(formatter, start + length - 1000) ? first : null;
-    if (offsets.size >= 4096) offsets.clear();
-    offsets.set(key, offset);
-  }
-  return offset;
-}
-
-// Where the runtime has Temporal (Chromium), it answers without an Intl formatter, whose first
-// construction costs tens of ms in a fresh page — and the snippet decides on the first-paint path.
-function temporalLocalTime(zone, t) {
-  let local;
-  try {
-    local = Temporal.Instant.fromEpochMilliseconds(t).toZonedDateTimeISO(zone);
-  } catch {
-    return null;
-  }
-  if (!acceptedZone(zone, local.timeZoneId)) return null;
-  return { hour: local.hour, minute: local.minute, weekday: DAY_NAMES[local.dayOfWeek % 7] };
 }
 
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */
@@ -353,29 +305,27 @@ function localTime(context) {
   const zone = text(context.timezone);
   const nowMs = number(context.now_ms);
   if (nowMs === null || zone.length > 64 || !TIMEZONE.test(zone)) return null;
-  const when = new Date(nowMs);
-  const utcYear = when.getUTCFullYear();
-  if (!(utcYear >= 1 && utcYear <= 9999)) return null; // Python's datetime range
+  const when = new Date(nowMs); // integral ms, as Date keeps them
   const t = when.getTime();
-  if (typeof Temporal !== 'undefined') return temporalLocalTime(zone, t);
-  const formatter = zoneFormatter(zone);
-  if (formatter === null) return null;
-  const offset = utcYear > 100 && utcYear < 9999 ? cachedOffset(zone, formatter, t) : null;
-  if (offset !== null) {
-    const local = new Date(t + offset);
-    return { hour: local.getUTCHours(), minute: local.getUTCMinutes(), weekday: DAY_NAMES[local.getUTCDay()] };
+  if (!(t >= YEAR_1 && t < YEAR_10000)) return null;
+  // The runtime's own zone (the snippet's case): the Date clock already knows local time, so
+  // no Intl formatter or Temporal object is built on the first-paint path.
+  if (zone === runtimeZone() && t >= YEAR_1 + 864e5 && t < YEAR_10000 - 864e5) {
+    return { hour: when.getHours(), minute: when.getMinutes(), weekday: DAY_NAMES[when.getDay()] };
   }
-  const p = localParts(formatter, when);
-  const weekday = WEEKDAYS[p.weekday];
-  return weekday ? { hour: Number(p.hour), minute: Number(p.minute), weekday } : null;
+  const local = zoneTime(zone, t);
+  if (local === null || !acceptedZone(zone, local.id)) return null;
+  return { hour: local.hour, minute: local.minute, weekday: DAY_NAMES[local.day] };
 }
 
 // --- field extraction (CONTRACT §4) -----------------------------------------------------------
 
-// `s` up to the first of the characters in `stops` (String.split with a RegExp is slow in V8).
-function beforeAny(s, stops) {
-  for (let i = 0; i < s.length; i++) if (stops.includes(s[i])) return s.slice(0, i);
-  return s;
+// `s` up to the first `a` or `b` (String.split with a RegExp is slow in V8).
+function beforeEither(s, a, b) {
+  const i = s.indexOf(a);
+  const j = s.indexOf(b);
+  const cut = i < 0 ? j : j < 0 ? i : Math.min(i, j);
+  return cut < 0 ? s : s.slice(0, cut);
 }
 
 // The first non-empty `/`-separated segment of `path`, or ''.
@@ -390,14 +340,31 @@ function firstSegment(path) {
   return '';
 }
 
-/** Each field's raw value before vocabulary lookup (`null` = unknown). */
-export function rawValues(context, rules) {
+const UTM = ['utm_source', 'utm_medium', 'utm_campaign'];
+
+// Referrer → its host minus `www.` (null: none). Cached: browsers send only the origin of a
+// cross-site referrer (the default referrer policy), so a few thousand strings cover most traffic.
+const referrerHosts = new Map();
+
+function referrerHost(referrer) {
+  let host = referrerHosts.get(referrer);
+  if (host === undefined) {
+    host = parseUrl(referrer)[0];
+    host = remember(referrerHosts, referrer, host ? stripWww(host) : null);
+  }
+  return host;
+}
+
+// Each field's raw value before vocabulary lookup (`null` = unknown), in FIELDS order:
+// an array, so features() reads them by index rather than by a dozen property names.
+function rawValues(context, rules) {
   if (!isPlainObject(context)) context = {};
-  const [urlHost, path, params] = splitUrl(text(context.url));
+  const set = ruleSet(rules);
+  const [urlHost, path, query] = parseUrl(text(context.url));
+  const params = queryParams(query, UTM);
   const siteHost = lower(trim(text(context.site_host))) || urlHost || '';
   const referrer = trim(text(context.referrer));
-  let refHost = referrer ? splitUrl(referrer)[0] : null;
-  refHost = refHost ? stripWww(refHost) : null;
+  const refHost = referrer ? referrerHost(referrer) : null;
 
   const medium = lower(trim(params.get('utm_medium') ?? ''));
   let refClass;
@@ -405,13 +372,14 @@ export function rawValues(context, rules) {
   else if (!referrer) refClass = 'direct';
   else if (!refHost) refClass = null;
   else if (refHost === stripWww(siteHost)) refClass = 'internal';
-  else refClass = firstRule(rules.referrer_hosts, refHost) ?? 'other';
+  else refClass = hostClass(set, refHost);
 
   const ua = text(context.user_agent);
+  const seen = ua ? agent(set, ua) : null;
   const mobileHint = text(context.ch_ua_mobile);
   let device;
-  if (ua && search(rules.tablet, ua)) device = 'tablet';
-  else if (mobileHint === '?1' || (ua && search(rules.mobile, ua))) device = 'mobile';
+  if (seen && seen.tablet) device = 'tablet';
+  else if (mobileHint === '?1' || (seen && seen.mobile)) device = 'mobile';
   else if (ua || mobileHint === '?0') device = 'desktop';
   else device = null;
 
@@ -419,45 +387,59 @@ export function rawValues(context, rules) {
   const hour = local === null ? null : local.hour + local.minute / 60.0;
 
   const country = upper(trim(text(context.country)));
-  let language = trim(beforeAny(text(context.accept_language), ',;'));
-  language = lower(beforeAny(language, '-_'));
+  let language = trim(beforeEither(text(context.accept_language), ',', ';'));
+  language = lower(beforeEither(language, '-', '_'));
   const returning = context.returning;
   const section = firstSegment(path);
 
   const session = isPlainObject(context.session) ? context.session : {};
   const categories = Array.isArray(session.categories) ? session.categories : [];
   const price = number(session.price);
-  const [lowMax, midMax] = rules.price_bands;
+  const { lowMax, midMax } = set;
   let pages = number(session.pages);
   pages = pages !== null && pages >= 0 ? pages : 0.0;
   let priceBand = null;
   if (price !== null && price >= 0) priceBand = price < lowMax ? 'low' : price < midMax ? 'mid' : 'high';
 
-  return {
-    referrer_class: refClass,
-    referrer_host: refHost,
-    utm_source: lower(trim(params.get('utm_source') ?? '')) || null,
-    utm_medium: medium || null,
-    utm_campaign: lower(trim(params.get('utm_campaign') ?? '')) || null,
-    device,
-    os: ua ? firstRule(rules.os, ua) ?? 'other' : null,
-    browser: ua ? firstRule(rules.browser, ua) ?? 'other' : null,
-    hour_sin: hour === null ? 0.0 : Math.sin((2 * Math.PI * hour) / 24),
-    hour_cos: hour === null ? 0.0 : Math.cos((2 * Math.PI * hour) / 24),
-    weekday: local === null ? null : local.weekday,
-    country: COUNTRY.test(country) ? country : null,
-    language: LANGUAGE.test(language) ? language : null,
-    visitor: typeof returning === 'boolean' ? (returning ? 'returning' : 'new') : null,
-    landing_section: section ? lower(section) : 'home',
-    session_categories: categories.filter((c) => typeof c === 'string').map((c) => lower(trim(c))),
-    price_band: priceBand,
-    session_pages: Math.log1p(Math.min(pages, rules.max_pages)) / Math.log1p(rules.max_pages),
-    last_event: lower(trim(text(session.last_event))) || null,
-  };
+  return [
+    refClass, // referrer_class
+    refHost, // referrer_host
+    lower(trim(params.get('utm_source') ?? '')) || null, // utm_source
+    medium || null, // utm_medium
+    lower(trim(params.get('utm_campaign') ?? '')) || null, // utm_campaign
+    device, // device
+    seen && seen.os, // os
+    seen && seen.browser, // browser
+    hour === null ? 0.0 : Math.sin((2 * Math.PI * hour) / 24), // hour_sin
+    hour === null ? 0.0 : Math.cos((2 * Math.PI * hour) / 24), // hour_cos
+    local === null ? null : local.weekday, // weekday
+    COUNTRY.test(country) ? country : null, // country
+    LANGUAGE.test(language) ? language : null, // language
+    typeof returning === 'boolean' ? (returning ? 'returning' : 'new') : null, // visitor
+    section ? lower(section) : 'home', // landing_section
+    categories.length ? categories.filter((c) => typeof c === 'string').map((c) => lower(trim(c))) : categories, // session_categories
+    priceBand, // price_band
+    Math.log1p(Math.min(pages, set.maxPages)) / set.logMaxPages, // session_pages
+    lower(trim(text(session.last_event))) || null, // last_event
+  ];
 }
 
-// Per field, value → feature name (`name=value`), built once per spec object (a model's spec
-// never changes): lookups without building strings, and the same interned names every time.
+// Every feature name gets a small integer id, the same in every spec (names come from specs,
+// never from requests, so the table stays small): policy.js finds a feature's weights by array
+// index instead of hashing its name.
+const featureIds = new Map();
+
+/** The id of feature `name`; the `id` of a features() pair, where it has one, is the same. */
+export function featureId(name) {
+  let id = featureIds.get(name);
+  if (id === undefined) featureIds.set(name, (id = featureIds.size));
+  return id;
+}
+
+// Per field, value → the index of its feature in the field's vocabulary, built once per spec
+// object (a model's spec never changes). The active feature `[name=value, 1.0]` itself is made
+// on first use and then shared by every features() list holding it — frozen for that reason,
+// with its id not enumerable, so it compares and serializes as a plain pair.
 const compiledSpecs = new WeakMap();
 
 function compile(spec) {
@@ -467,18 +449,21 @@ function compile(spec) {
       const { name, kind } = field;
       const vocab = kind === 'numeric' ? [] : field.vocab;
       const known = kind === 'categorical' ? vocab.slice(0, -2) : vocab;
-      return {
-        name,
-        kind,
-        vocab,
-        names: new Map(known.map((v) => [v, `${name}=${v}`])),
-        other: `${name}=other`,
-        unknown: `${name}=unknown`,
-      };
+      return { name, kind, vocab, at: FIELDS.indexOf(name), index: new Map(known.map((v, i) => [v, i])), pairs: [] };
     });
     compiledSpecs.set(spec, fields);
   }
   return fields;
+}
+
+// The shared active feature for `field.vocab[i]`.
+function pair(field, i) {
+  let feature = field.pairs[i];
+  if (feature === undefined) {
+    feature = [`${field.name}=${field.vocab[i]}`, 1.0];
+    field.pairs[i] = Object.freeze(Object.defineProperty(feature, 'id', { value: featureId(feature[0]) }));
+  }
+  return feature;
 }
 
 /** Active features of `context` as ordered [name, value] pairs; never throws on bad input. */
@@ -486,16 +471,17 @@ export function features(context, spec) {
   const raw = rawValues(context, spec.rules);
   const active = [];
   for (const field of compile(spec)) {
-    const value = raw[field.name];
+    const value = raw[field.at];
     if (field.kind === 'numeric') {
       if (value !== 0) active.push([field.name, value]);
     } else if (field.kind === 'multi_hot') {
       if (!value.length) continue;
       const present = new Set(value);
-      for (const v of field.vocab) if (present.has(v)) active.push([field.names.get(v), 1.0]);
+      field.vocab.forEach((v, i) => present.has(v) && active.push(pair(field, i)));
     } else {
-      const bucket = !value ? field.unknown : field.names.get(value) ?? field.other;
-      active.push([bucket, 1.0]);
+      // Every categorical vocabulary ends with `other`, `unknown`.
+      const n = field.vocab.length;
+      active.push(pair(field, !value ? n - 1 : field.index.get(value) ?? n - 2));
     }
   }
   return active;
@@ -503,5 +489,5 @@ export function features(context, spec) {
 
 /** Known crawlers and headless fetchers get the default variant and are not logged. */
 export function isBot(userAgent, rules) {
-  return Boolean(userAgent) && search(rules.bot, userAgent);
+  return Boolean(userAgent) && agent(ruleSet(rules), userAgent).bot;
 }

@@ -4,7 +4,7 @@
 //
 // Loading is async (`checkModel` hashes the model once); deciding is synchronous.
 
-import { features, validateSpec, SpecError } from './features.js';
+import { featureId, features, validateSpec, SpecError } from './features.js';
 
 export const FORMAT = 'firstpaint.model/1';
 const TWO_32 = 4294967296.0;
@@ -127,9 +127,11 @@ export async function loadModel(source) {
 
 // --- scoring and choosing (CONTRACT §6) -------------------------------------------------------
 
-/** FNV-1a 32-bit over the UTF-8 bytes of `text` (lone surrogates as Python's surrogatepass). */
-export function fnv1a32(text) {
-  let h = 0x811c9dc5;
+const FNV_OFFSET = 0x811c9dc5;
+
+// FNV-1a 32-bit state `h` advanced over the UTF-8 bytes of `text`: hashing the parts of a key
+// one after another equals hashing their concatenation (no surrogate pair spans two parts).
+function fnvUpdate(h, text) {
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
     if (c < 0x80) {
@@ -143,13 +145,25 @@ export function fnv1a32(text) {
         i++;
       }
     }
-    let bytes;
-    if (c < 0x800) bytes = [0xc0 | (c >> 6), 0x80 | (c & 63)];
-    else if (c < 0x10000) bytes = [0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63)];
-    else bytes = [0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63)];
-    for (const b of bytes) h = Math.imul(h ^ b, 16777619);
+    // Lead byte, then continuation bytes from the highest six bits down.
+    const extra = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+    h = Math.imul(h ^ ((0xff << (7 - extra)) & 0xff) ^ (c >> (6 * extra)), 16777619);
+    for (let k = extra - 1; k >= 0; k--) h = Math.imul(h ^ (0x80 | ((c >> (6 * k)) & 63)), 16777619);
   }
-  return h >>> 0;
+  return h;
+}
+
+/** FNV-1a 32-bit over the UTF-8 bytes of `text` (lone surrogates as Python's surrogatepass). */
+export function fnv1a32(text) {
+  return fnvUpdate(FNV_OFFSET, text) >>> 0;
+}
+
+// fnv1a32(`${a}\x1f${b}\x1f${c}`) / 2^32, without building the string.
+function unitHash(a, b, c) {
+  let h = fnvUpdate(FNV_OFFSET, String(a));
+  h = fnvUpdate(Math.imul(h ^ 0x1f, 16777619), String(b));
+  h = fnvUpdate(Math.imul(h ^ 0x1f, 16777619), String(c));
+  return (h >>> 0) / TWO_32;
 }
 
 export function sigmoid(z) {
@@ -160,92 +174,117 @@ function own(object, key) {
   return object != null && Object.prototype.hasOwnProperty.call(object, key) ? object[key] : undefined;
 }
 
-// A slot's weights by feature (one entry per variant, NaN = no weight), built once per slot
-// object: models are never mutated after loading, and object-key lookups dominate otherwise.
+// A slot compiled for scoring, once per slot object (models are never mutated after loading):
+// the variants' biases and, per weighted feature, its non-zero weights as [variant index,
+// weight] pairs, flat — weights are sparse, and a missing one adds nothing — found by feature id
+// (features() pairs carry it) or by name. Deciding is synchronous, so each slot also owns
+// scratch space: z, p and π by variant index, and the weights of each active feature.
 const compiledSlots = new WeakMap();
 
 function compiled(slot) {
   let c = compiledSlots.get(slot);
   if (c) return c;
   const variants = slot.variants;
-  const bias = variants.map((v) => Number(own(slot.bias, v) ?? 0.0));
-  const byFeature = new Map();
+  const k = variants.length;
+  const byName = new Map();
   variants.forEach((v, i) => {
     const weights = own(slot.weights, v) ?? {};
     for (const name of Object.keys(weights)) {
       const w = weights[name];
       if (w === null || w === undefined) continue;
-      if (!byFeature.has(name)) byFeature.set(name, new Float64Array(variants.length).fill(NaN));
-      byFeature.get(name)[i] = w;
+      if (!byName.has(name)) byName.set(name, []);
+      byName.get(name).push(i, Number(w));
     }
   });
-  c = { variants, bias, byFeature };
+  const byId = [];
+  for (const [name, entries] of byName) byId[featureId(name)] = entries;
+  const bias = Float64Array.from(variants, (v) => own(slot.bias, v) ?? 0.0);
+  c = { variants, bias, byId, byName, z: new Float64Array(k), p: new Float64Array(k), pi: new Float64Array(k), hits: [] };
   compiledSlots.set(slot, c);
   return c;
 }
 
-/** Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order. */
-export function scores(slot, active) {
-  const { variants, bias, byFeature } = compiled(slot);
-  const z = bias.slice();
-  for (const [name, value] of active) {
-    const w = byFeature.get(name);
-    if (w === undefined) continue;
-    for (let i = 0; i < z.length; i++) if (w[i] === w[i]) z[i] += w[i] * value;
+// c.p ← σ(b_v + Σ w_v,f · x_f), summed in feature order; c.hits[j] ← the weights of active[j].
+function score(c, active) {
+  const { byId, byName, z, p, hits } = c;
+  z.set(c.bias);
+  hits.length = active.length;
+  for (let j = 0; j < active.length; j++) {
+    const feature = active[j];
+    const id = feature.id;
+    const entries = (hits[j] = id === undefined ? byName.get(feature[0]) : byId[id]);
+    if (entries === undefined) continue;
+    const x = feature[1];
+    for (let e = 0; e < entries.length; e += 2) z[entries[e]] += entries[e + 1] * x;
   }
-  const result = {};
-  for (let i = 0; i < variants.length; i++) result[variants[i]] = sigmoid(z[i]);
-  return result;
+  for (let i = 0; i < z.length; i++) p[i] = sigmoid(z[i]);
 }
 
-function best(variants, p) {
-  let top = variants[0];
-  for (let i = 1; i < variants.length; i++) if (p[variants[i]] > p[top]) top = variants[i];
+// The index of the first maximal score.
+function best(p) {
+  let top = 0;
+  for (let i = 1; i < p.length; i++) if (p[i] > p[top]) top = i;
   return top;
 }
 
-/** π_v from the slot's exploration setting. */
-export function choiceProbabilities(slot, p) {
-  const variants = slot.variants;
-  const k = variants.length;
-  const exploration = slot.exploration;
-  const pi = {};
+// c.pi ← π from c.p and the slot's exploration setting.
+function choose(c, exploration) {
+  const { p, pi } = c;
+  const k = p.length;
   if (exploration.kind === 'egreedy') {
     const e = exploration.epsilon;
-    const top = best(variants, p);
-    for (const v of variants) pi[v] = e / k + (1 - e) * (v === top ? 1 : 0);
-    return pi;
+    const top = best(p);
+    for (let i = 0; i < k; i++) pi[i] = e / k + (1 - e) * (i === top ? 1 : 0);
+    return;
   }
   const t = exploration.temperature;
   const floor = exploration.floor;
   let m = -Infinity;
-  for (const v of variants) m = Math.max(m, p[v]);
-  const expd = {};
+  for (let i = 0; i < k; i++) m = Math.max(m, p[i]);
   let total = 0;
-  for (const v of variants) {
-    expd[v] = Math.exp((p[v] - m) / t);
-    total += expd[v];
-  }
-  for (const v of variants) pi[v] = floor + (1 - k * floor) * (expd[v] / total);
-  return pi;
+  for (let i = 0; i < k; i++) total += pi[i] = Math.exp((p[i] - m) / t);
+  for (let i = 0; i < k; i++) pi[i] = floor + (1 - k * floor) * (pi[i] / total);
 }
 
-function topFeatures(slot, variant, active) {
-  const { variants, byFeature } = compiled(slot);
-  const i = variants.indexOf(variant);
+function byVariant(variants, values) {
+  const result = {};
+  for (let i = 0; i < variants.length; i++) result[variants[i]] = values[i];
+  return result;
+}
+
+/** Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order. */
+export function scores(slot, active) {
+  const c = compiled(slot);
+  score(c, active);
+  return byVariant(c.variants, c.p);
+}
+
+/** π_v from the slot's exploration setting, given the scores `p` ({variant: p_v}). */
+export function choiceProbabilities(slot, p) {
+  const c = compiled(slot);
+  c.variants.forEach((v, i) => (c.p[i] = p[v]));
+  choose(c, slot.exploration);
+  return byVariant(c.variants, c.pi);
+}
+
+// Up to 3 [name, w·x] of the variant with index `i`, by |w·x| descending (ties: feature order).
+function topFeatures(c, i, active) {
   const contributions = [];
-  for (const [name, x] of active) {
-    const w = byFeature.get(name)?.[i];
-    if (w === undefined || w !== w) continue;
-    if (w * x !== 0) contributions.push([name, w * x]);
+  for (let j = 0; j < active.length; j++) {
+    const entries = c.hits[j] ?? [];
+    for (let e = 0; e < entries.length; e += 2) {
+      const wx = entries[e + 1] * active[j][1];
+      if (entries[e] === i && wx !== 0) contributions.push([active[j][0], wx]);
+    }
   }
   contributions.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])); // stable: ties keep feature order
   return contributions.slice(0, 3);
 }
 
 // getRandomValues, not randomUUID: browsers offer only the former on plain-http pages.
-function randomId() {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+/** 32 random hex digits: a decision, visitor or session id. */
+export function randomId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join('');
 }
 
 /**
@@ -264,39 +303,42 @@ export function decide(model, context, slotName, visitorId = '', decisionId = nu
 export function decideActive(model, active, slotName, visitorId = '', decisionId = null, force = null) {
   decisionId = decisionId || randomId();
   const config = model.slots[slotName];
-  const variants = config.variants;
-  const p = scores(config, active);
-  const pi = choiceProbabilities(config, p);
-  const top = best(variants, p);
-
-  const made = (variant, propensity, flags) => ({
+  const c = compiled(config);
+  const { variants, p, pi } = c;
+  score(c, active);
+  choose(c, config.exploration);
+  let chosen;
+  let propensity = 1.0;
+  let holdout = false;
+  const forced = force !== null && force !== undefined && variants.includes(force);
+  if (forced) chosen = variants.indexOf(force);
+  else if (unitHash('holdout', visitorId || decisionId, slotName) < (config.holdout ?? 0)) {
+    chosen = variants.indexOf(config.default);
+    holdout = true;
+  } else {
+    const u = unitHash(visitorId, slotName, decisionId);
+    let cumulative = 0.0;
+    chosen = variants.length - 1;
+    for (let i = 0; i < variants.length; i++) {
+      cumulative += pi[i];
+      if (u < cumulative) {
+        chosen = i;
+        break;
+      }
+    }
+    propensity = pi[chosen];
+  }
+  return {
     slot: slotName,
-    variant,
+    variant: variants[chosen],
     propensity,
-    holdout: Boolean(flags.holdout),
-    explored: Boolean(flags.explored),
-    scores: p,
-    probabilities: pi,
+    holdout,
+    explored: !forced && !holdout && chosen !== best(p),
+    scores: byVariant(variants, p),
+    probabilities: byVariant(variants, pi),
     model_version: model.model_version,
     decision_id: decisionId,
-    top_features: topFeatures(config, variant, active),
-    forced: Boolean(flags.forced),
-  });
-
-  if (force !== null && force !== undefined && variants.includes(force)) return made(force, 1.0, { forced: true });
-  const unit = visitorId || decisionId;
-  if (fnv1a32(`holdout\x1f${unit}\x1f${slotName}`) / TWO_32 < (config.holdout ?? 0)) {
-    return made(config.default, 1.0, { holdout: true });
-  }
-  const u = fnv1a32(`${visitorId}\x1f${slotName}\x1f${decisionId}`) / TWO_32;
-  let cumulative = 0.0;
-  let chosen = variants[variants.length - 1];
-  for (const v of variants) {
-    cumulative += pi[v];
-    if (u < cumulative) {
-      chosen = v;
-      break;
-    }
-  }
-  return made(chosen, pi[chosen], { explored: chosen !== top });
+    top_features: topFeatures(c, chosen, active),
+    forced,
+  };
 }
