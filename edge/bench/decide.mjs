@@ -1,7 +1,8 @@
 // Decision microbenchmark: decide() on the 8-variant hero slot of the bundled model, over the
 // contexts of the golden cases, each call timed alone — wall clock (hrtime) and, because other
 // processes preempt a shared machine, also this process's CPU time (cpuUsage, ~1 µs
-// resolution and overhead). Prints JSON (microseconds).
+// resolution and overhead) — and, apart, with user agents and referrers never seen before
+// (features.js caches both: real traffic repeats them). Prints JSON (microseconds).
 //   node edge/bench/decide.mjs [iterations]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,12 +38,29 @@ for (let i = 0; i < iterations; i++) {
 }
 samples.sort();
 cpuSamples.sort();
+
+// The same decisions with a user agent and referrer never seen before, so that features.js's
+// user-agent and referrer caches always miss: the cost for a new visitor's browser.
+const freshIterations = Math.ceil(iterations / 5);
+const fresh = new Float64Array(freshIterations);
+for (let i = 0; i < freshIterations; i++) {
+  const context = contexts[i % contexts.length];
+  const unseen = context !== null && typeof context === 'object' && !Array.isArray(context) ? { ...context } : context;
+  if (typeof unseen?.user_agent === 'string') unseen.user_agent += ` fresh/${i}`;
+  if (typeof unseen?.referrer === 'string' && unseen.referrer) unseen.referrer += `#fresh${i}`;
+  const started = process.hrtime.bigint();
+  decide(model, unseen, 'hero', `v${i}`, `d${i}`);
+  fresh[i] = Number(process.hrtime.bigint() - started) / 1000;
+}
+fresh.sort();
 console.log(JSON.stringify({
   decision_p50_us: +quantile(samples, 0.5).toFixed(2),
   decision_p99_us: +quantile(samples, 0.99).toFixed(2),
   decision_mean_us: +(samples.reduce((a, b) => a + b, 0) / iterations).toFixed(2),
   decision_cpu_p50_us: quantile(cpuSamples, 0.5),
   decision_cpu_p99_us: quantile(cpuSamples, 0.99),
+  decision_fresh_agent_p50_us: +quantile(fresh, 0.5).toFixed(2),
+  decision_fresh_agent_p99_us: +quantile(fresh, 0.99).toFixed(2),
   load_average_1m: +os.loadavg()[0].toFixed(2),
   decision_iterations: iterations,
   decision_variants: variants,

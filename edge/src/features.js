@@ -1,8 +1,10 @@
 // The feature spec `fp-features/1` (model_export/CONTRACT.md §2–§4): raw context → named,
-// ordered features. A line-by-line port of model_export/features.py; pure ES module, no Worker
-// or DOM API, so the edge worker and the browser snippet import this very file.
+// ordered features. A port of model_export/features.py; pure ES module, no Worker or DOM API,
+// so the edge worker and the browser snippet import this very file.
 
 import { runtimeZone, zoneTime } from './time_zones.js';
+
+export { runtimeZone };
 
 export const SPEC_VERSION = 'fp-features/1';
 
@@ -71,14 +73,18 @@ export function featureNames(spec) {
 
 // --- text helpers (CONTRACT §2) ---------------------------------------------------------------
 
+const ASCII_ONLY = /^[\x00-\x7f]*$/;
+
 /** ASCII-only lowercase: the same in every runtime, whatever its Unicode tables. */
 export function lower(s) {
-  return /[A-Z]/.test(s) ? s.replace(/[A-Z]+/g, (m) => m.toLowerCase()) : s;
+  if (!/[A-Z]/.test(s)) return s;
+  return ASCII_ONLY.test(s) ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /** ASCII-only uppercase. */
 export function upper(s) {
-  return /[a-z]/.test(s) ? s.replace(/[a-z]+/g, (m) => m.toUpperCase()) : s;
+  if (!/[a-z]/.test(s)) return s;
+  return ASCII_ONLY.test(s) ? s.toUpperCase() : s.replace(/[a-z]+/g, (m) => m.toUpperCase());
 }
 
 // Space, \t, \n, \v, \f, \r: the contract's white space (not Unicode's).
@@ -289,15 +295,20 @@ const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const YEAR_1 = -62135596800000; // 0001-01-01T00:00Z: Python's datetime range starts here
 const YEAR_10000 = 253402300800000; // and ends before this
 
-export { runtimeZone };
-
 // Intl and Temporal resolve zone names case-insensitively (and canonicalize links); Python's
 // zoneinfo is case-sensitive. Reject a name whose resolved id differs only by case, and a link
 // name whose segments do not start upper-case (the IANA spelling), so `europe/paris` is unknown.
+// Cached per name: a runtime resolves a name the same way every time.
+const acceptedZones = new Map();
+
 function acceptedZone(zone, resolved) {
   if (resolved === zone) return true;
-  const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
-  return lower(resolved) !== lower(zone) && ianaSpelling;
+  let accepted = acceptedZones.get(zone);
+  if (accepted === undefined) {
+    const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
+    accepted = remember(acceptedZones, zone, lower(resolved) !== lower(zone) && ianaSpelling);
+  }
+  return accepted;
 }
 
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */

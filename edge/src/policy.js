@@ -207,8 +207,7 @@ function compiled(slot) {
 // c.p ← σ(b_v + Σ w_v,f · x_f), summed in feature order; c.hits[j] ← the weights of active[j].
 function score(c, active) {
   const { byId, byName, z, p, hits } = c;
-  z.set(c.bias);
-  hits.length = active.length;
+  z.set(c.bias); // hits past active.length are stale and never read
   for (let j = 0; j < active.length; j++) {
     const feature = active[j];
     const id = feature.id;
