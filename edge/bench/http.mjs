@@ -1,7 +1,10 @@
 // The rewriting worker vs a pass-through worker in front of the same origin, in one run: added
 // latency (sequential requests, interleaved) and throughput (concurrent clients, alternating
 // rounds). Everything on 127.0.0.1; loops are bounded by request counts. Prints JSON.
-//   node edge/bench/http.mjs [sequential] [concurrent_total] [concurrency]
+//   node edge/bench/http.mjs [sequential] [concurrent_total] [concurrency] [origin_url]
+// Without `origin_url` the origin is a trivial Node server answering one fixed page (so the
+// figures are the workers' own cost); with it, that origin's `/` (e.g. the demo site), the
+// workers' token secret then coming from FP_TOKEN_SECRET so the origin accepts their decisions.
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +15,8 @@ import { Miniflare } from 'miniflare';
 import { bundleWorker } from '../build.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const [sequential = 400, concurrentTotal = 1200, concurrency = 8] = process.argv.slice(2).map(Number);
+const [sequential = 400, concurrentTotal = 1200, concurrency = 8] = process.argv.slice(2, 5).map(Number);
+const externalOrigin = process.argv[5];
 
 const PAGE = `<!doctype html><html><head><title>Trailhead</title></head><body>
 <div class="hero" data-fp-slot="hero"><h1>Gear for every trail</h1></div>
@@ -27,8 +31,10 @@ const origin = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
   });
 });
-await new Promise((resolve) => origin.listen(0, '127.0.0.1', resolve));
-const originUrl = `http://127.0.0.1:${origin.address().port}`;
+if (!externalOrigin) await new Promise((resolve) => origin.listen(0, '127.0.0.1', resolve));
+const originUrl = externalOrigin ?? `http://127.0.0.1:${origin.address().port}`;
+const secret = externalOrigin ? process.env.FP_TOKEN_SECRET : 'bench-secret';
+if (!secret) throw new Error('FP_TOKEN_SECRET must be the origin\'s token secret');
 
 function childPids() {
   try {
@@ -50,7 +56,7 @@ async function worker(entry, name) {
   const before = new Set(childPids());
   const mf = new Miniflare({
     modules: true, scriptPath, modulesRoot: dir, compatibilityDate: '2026-04-01', host: '127.0.0.1', port: 0,
-    bindings: { FP_ORIGIN: originUrl, FP_TOKEN_SECRET: 'bench-secret', FP_MODEL_REFRESH_S: '3600' },
+    bindings: { FP_ORIGIN: originUrl, FP_TOKEN_SECRET: secret, FP_MODEL_REFRESH_S: '3600' },
     cf: { country: 'US', timezone: 'America/New_York' },
   });
   const url = (await mf.ready).origin;
@@ -81,9 +87,10 @@ function get(base) {
 
 const quantile = (values, q) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))];
 
+let pageBytes = 0; // the origin's page, as the pass-through worker delivers it
 for (let i = 0; i < 100; i++) {
   await get(rewriting.url);
-  await get(passing.url);
+  pageBytes = (await get(passing.url)).bytes;
 }
 const latency = { rewrite: [], pass: [] };
 let rewrittenPages = 0;
@@ -140,7 +147,7 @@ const result = {
   sequential_requests_each: sequential,
   concurrent_requests_each: perRound * ROUNDS,
   concurrency,
-  page_bytes: PAGE.length,
+  page_bytes: pageBytes,
   rewritten_pages: rewrittenPages,
 };
 agent.destroy();
@@ -148,5 +155,5 @@ for (const w of [rewriting, passing, floor]) {
   await w.mf.dispose();
   fs.rmSync(w.dir, { recursive: true, force: true });
 }
-origin.close();
+if (!externalOrigin) origin.close();
 console.log(JSON.stringify(result));

@@ -2,6 +2,7 @@
 // origin's verifier checks too), and preview signatures verify only for their own value.
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './support.mjs';
@@ -25,4 +26,20 @@ test('preview signatures are bound to their value and secret', async () => {
   assert.equal(await verifyPreview('k', 'hero:camping', sig), false);
   assert.equal(await verifyPreview('other', 'hero:sale', sig), false);
   assert.equal(await verifyPreview('k', 'hero:sale', null), false);
+});
+
+test('signatures are HMAC-SHA256 as node:crypto computes it, across key and message block boundaries', async () => {
+  // Every message length up to past two blocks (ASCII), then non-ASCII text, with keys shorter
+  // than, equal to and longer than a block (an empty secret never signs: pages pass through):
+  // the cached key, UTF-8 and base64url around WebCrypto.
+  const ascii = (n, seed) => Array.from({ length: n }, (_, i) => String.fromCharCode(0x20 + ((i * 31 + seed * 17) % 95))).join('');
+  const cases = [];
+  for (const keyLength of [1, 32, 63, 64, 65, 200]) {
+    for (let length = 0; length <= 140; length++) cases.push([ascii(keyLength, length), ascii(length, keyLength)]);
+  }
+  cases.push(['schlüssel ☃', 'hero:café,promo:naïve'], ['k'.repeat(300), '☃'.repeat(100)]);
+  for (const [secret, value] of cases) {
+    const expected = crypto.createHmac('sha256', secret).update(`fp_preview\x1f${value}`).digest('base64url');
+    assert.equal(await previewSignature(secret, value), expected, `key ${JSON.stringify(secret)}, value ${JSON.stringify(value)}`);
+  }
 });
