@@ -74,14 +74,20 @@ const HEADERS = {
   'accept-encoding': 'identity',
 };
 
-function get(base) {
+function get(base, retried = false) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    http.get(`${base}/?utm_source=newsletter`, { agent, headers: HEADERS }, (res) => {
+    const request = http.get(`${base}/?utm_source=newsletter`, { agent, headers: HEADERS }, (res) => {
       let bytes = 0;
       res.on('data', (chunk) => (bytes += chunk.length));
       res.on('end', () => resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, bytes, rewritten: res.headers['x-fp-model'] !== undefined }));
-    }).on('error', reject);
+    });
+    request.on('error', (error) => {
+      // A kept-alive socket the server closed while it idled (during another worker's round):
+      // Node's documented race; the request never reached the worker, so it is sent again.
+      if (!retried && request.reusedSocket && error.code === 'ECONNRESET') resolve(get(base, true));
+      else reject(error);
+    });
   });
 }
 
