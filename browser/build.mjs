@@ -103,6 +103,10 @@ async function main() {
     format: "iife",
     target: ["es2020"],
     plugins: [browserTimeZones],
+    // V8's explicit compile hint (Chromium ≥ 136; a plain comment elsewhere): compile every
+    // function while the script is parsed, off the main thread where it can, instead of one
+    // by one as the first decision calls them — that halved the cold decision in Chromium here.
+    banner: { js: "//# allFunctionsCalledOnLoad" },
   });
   await esbuild.build({
     ...common,

@@ -229,24 +229,19 @@ function pythonRegex(pattern) {
   return compiled;
 }
 
-// The spec's rules with their patterns compiled, and bounded caches of what they concluded
-// for a user agent or a referrer host: real traffic repeats a few thousand of each, and the
-// regexes are most of the cost of a cold one. Built once per rules object (models are never
-// mutated after loading); the caches are cleared, not evicted, when full.
+// A rules object's derived values, and bounded caches of what its patterns concluded for a user
+// agent or a referrer host: real traffic repeats a few thousand of each, and the regexes are
+// most of the cost of a cold one. Built once per rules object (models are never mutated after
+// loading); the caches are cleared, not evicted, when full. Patterns compile on first use, so
+// the snippet's one decision compiles only those its visitor reaches.
 const compiledRules = new WeakMap();
 const CACHE_SIZE = 2048;
 
 function ruleSet(rules) {
   let set = compiledRules.get(rules);
   if (!set) {
-    const ordered = (list) => list.map(([value, pattern]) => [value, pythonRegex(pattern)]);
     set = {
-      tablet: pythonRegex(rules.tablet),
-      mobile: pythonRegex(rules.mobile),
-      bot: pythonRegex(rules.bot),
-      os: ordered(rules.os),
-      browser: ordered(rules.browser),
-      referrerHosts: ordered(rules.referrer_hosts),
+      rules,
       lowMax: rules.price_bands[0],
       midMax: rules.price_bands[1],
       maxPages: rules.max_pages,
@@ -259,8 +254,12 @@ function ruleSet(rules) {
   return set;
 }
 
-function firstRule(ordered, s) {
-  for (const [value, regex] of ordered) if (regex.test(s)) return value;
+function search(pattern, s) {
+  return pythonRegex(pattern).test(s);
+}
+
+function firstRule(list, s) {
+  for (const [value, pattern] of list) if (search(pattern, s)) return value;
   return null;
 }
 
@@ -272,21 +271,22 @@ function remember(cache, key, value) {
 
 // What a non-empty user agent says: tablet/mobile pattern matches, os, browser, bot.
 function agent(set, ua) {
+  const { rules } = set;
   return (
     set.agents.get(ua) ??
     remember(set.agents, ua, {
-      tablet: set.tablet.test(ua),
-      mobile: set.mobile.test(ua),
-      os: firstRule(set.os, ua) ?? 'other',
-      browser: firstRule(set.browser, ua) ?? 'other',
-      bot: set.bot.test(ua),
+      tablet: search(rules.tablet, ua),
+      mobile: search(rules.mobile, ua),
+      os: firstRule(rules.os, ua) ?? 'other',
+      browser: firstRule(rules.browser, ua) ?? 'other',
+      bot: search(rules.bot, ua),
     })
   );
 }
 
 // The class of an external referrer host (CONTRACT §4 referrer_class steps 5–6).
 function hostClass(set, host) {
-  return set.hosts.get(host) ?? remember(set.hosts, host, firstRule(set.referrerHosts, host) ?? 'other');
+  return set.hosts.get(host) ?? remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
 }
 
 // --- local time -------------------------------------------------------------------------------
