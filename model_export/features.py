@@ -286,39 +286,95 @@ def _first_rule(rules: Iterable[Sequence[str]], text: str) -> str | None:
 # --- field extraction (CONTRACT §4) -----------------------------------------------------------
 
 
+@lru_cache(maxsize=512)
+def _zone(name: str) -> Any:
+    """The tzinfo for an IANA zone name, or None when unknown (cached: zones repeat)."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except (Exception, KeyError):  # unknown key, missing tzdata
+        return None
+
+
 def _local_time(context: Mapping[str, Any]) -> datetime | None:
     zone = _text(context.get("timezone"))
     now_ms = _number(context.get("now_ms"))
     if now_ms is None or len(zone) > 64 or not _TIMEZONE.match(zone):
         return None
+    tz = _zone(zone)
+    if tz is None:
+        return None
     try:
-        from zoneinfo import ZoneInfo
-
-        return datetime.fromtimestamp(now_ms / 1000.0, ZoneInfo(zone))
-    except (Exception, KeyError):  # unknown key, missing tzdata, out-of-range time
+        return datetime.fromtimestamp(now_ms / 1000.0, tz)
+    except Exception:  # out-of-range time
         return None
 
 
-_AgentRules = tuple[str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+class _Rules:
+    """A spec's rules, prepared once per rules object; hashed by identity for the caches below."""
+
+    def __init__(self, rules: Mapping[str, Any]) -> None:
+        self.rules = rules  # kept alive, so its id() is not reused while this is cached
+        self.medium_class: Mapping[str, str] = rules["medium_class"]
+        self.referrer_hosts = tuple((v, p) for v, p in rules["referrer_hosts"])
+        self.tablet: str = rules["tablet"]
+        self.mobile: str = rules["mobile"]
+        self.os = tuple((v, p) for v, p in rules["os"])
+        self.browser = tuple((v, p) for v, p in rules["browser"])
+        self.low_max, self.mid_max = rules["price_bands"]
+        self.max_pages = rules["max_pages"]
+        self.log1p_max_pages = math.log1p(rules["max_pages"])
 
 
-def _agent_rules(rules: Mapping[str, Any]) -> _AgentRules:
-    """The user-agent rules as a hashable key for the classification cache."""
+_PREPARED: dict[int, _Rules] = {}
+
+
+def _prepared(rules: Mapping[str, Any]) -> _Rules:
+    prepared = _PREPARED.get(id(rules))
+    if prepared is None or prepared.rules is not rules:
+        if len(_PREPARED) > 16:  # a few live models at a time; never grow without bound
+            _PREPARED.clear()
+        prepared = _PREPARED[id(rules)] = _Rules(rules)
+    return prepared
+
+
+# Real traffic repeats a few thousand landing URLs, referrers, user agents and languages: what
+# each one yields is computed once (bounded caches keyed on the raw strings).
+
+
+@lru_cache(maxsize=4096)
+def _page(url: str) -> tuple[str | None, str, str, str, str]:
+    """(host, landing section, utm_source, utm_medium, utm_campaign) of the page URL."""
+    host, path, params = split_url(url)
+    segments = [s for s in path.split("/") if s]
     return (
-        rules["tablet"],
-        rules["mobile"],
-        tuple((v, p) for v, p in rules["os"]),
-        tuple((v, p) for v, p in rules["browser"]),
+        host,
+        lower(segments[0]) if segments else "home",
+        lower(trim(params.get("utm_source", ""))),
+        lower(trim(params.get("utm_medium", ""))),
+        lower(trim(params.get("utm_campaign", ""))),
     )
 
 
 @lru_cache(maxsize=4096)
-def _classify_agent(ua: str, mobile_hint: str, rules: _AgentRules) -> tuple[str | None, ...]:
-    """(device, os, browser): cached, since real traffic repeats a few thousand user agents."""
-    tablet, mobile, os_rules, browser_rules = rules
-    if ua and _search(tablet, ua):
+def _referrer_host(referrer: str) -> str | None:
+    """The referrer's host without `www.` (None when it has none); `referrer` is trimmed."""
+    host = split_url(referrer)[0] if referrer else None
+    return _strip_www(host) if host else None
+
+
+@lru_cache(maxsize=4096)
+def _referrer_class(ref_host: str, rules: _Rules) -> str:
+    return _first_rule(rules.referrer_hosts, ref_host) or "other"
+
+
+@lru_cache(maxsize=4096)
+def _classify_agent(ua: str, mobile_hint: str, rules: _Rules) -> tuple[str | None, ...]:
+    """(device, os, browser) of a user agent and its `Sec-CH-UA-Mobile` hint."""
+    if ua and _search(rules.tablet, ua):
         device: str | None = "tablet"
-    elif mobile_hint == "?1" or (ua and _search(mobile, ua)):
+    elif mobile_hint == "?1" or (ua and _search(rules.mobile, ua)):
         device = "mobile"
     elif ua or mobile_hint == "?0":
         device = "desktop"
@@ -326,22 +382,28 @@ def _classify_agent(ua: str, mobile_hint: str, rules: _AgentRules) -> tuple[str 
         device = None
     if not ua:
         return device, None, None
-    return device, _first_rule(os_rules, ua) or "other", _first_rule(browser_rules, ua) or "other"
+    return device, _first_rule(rules.os, ua) or "other", _first_rule(rules.browser, ua) or "other"
+
+
+@lru_cache(maxsize=1024)
+def _language(accept_language: str) -> str | None:
+    language = accept_language.split(",", 1)[0].split(";", 1)[0]
+    language = lower(trim(language).replace("_", "-").split("-", 1)[0])
+    return language if _LANGUAGE.match(language) else None
 
 
 def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
     """Each field's raw value before vocabulary lookup (`None` = unknown)."""
     if not isinstance(context, Mapping):
         context = {}
-    url_host, path, params = split_url(_text(context.get("url")))
+    prepared = _prepared(rules)
+    url_host, section, source, medium, campaign = _page(_text(context.get("url")))
     site_host = lower(trim(_text(context.get("site_host")))) or url_host or ""
     referrer = trim(_text(context.get("referrer")))
-    ref_host = split_url(referrer)[0] if referrer else None
-    ref_host = _strip_www(ref_host) if ref_host else None
+    ref_host = _referrer_host(referrer)
 
-    medium = lower(trim(params.get("utm_medium", "")))
-    if medium in rules["medium_class"]:
-        ref_class: str | None = rules["medium_class"][medium]
+    if medium in prepared.medium_class:
+        ref_class: str | None = prepared.medium_class[medium]
     elif not referrer:
         ref_class = "direct"
     elif not ref_host:
@@ -349,37 +411,32 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
     elif ref_host == _strip_www(site_host):
         ref_class = "internal"
     else:
-        ref_class = _first_rule(rules["referrer_hosts"], ref_host) or "other"
+        ref_class = _referrer_class(ref_host, prepared)
 
-    ua = _text(context.get("user_agent"))
     device, os_family, browser = _classify_agent(
-        ua, _text(context.get("ch_ua_mobile")), _agent_rules(rules)
+        _text(context.get("user_agent")), _text(context.get("ch_ua_mobile")), prepared
     )
 
     local = _local_time(context)
     hour = None if local is None else local.hour + local.minute / 60.0
 
     country = upper(trim(_text(context.get("country"))))
-    language = _text(context.get("accept_language")).split(",", 1)[0].split(";", 1)[0]
-    language = lower(trim(language).replace("_", "-").split("-", 1)[0])
     returning = context.get("returning")
-    segments = [s for s in path.split("/") if s]
 
     session = context.get("session")
     session = session if isinstance(session, Mapping) else {}
     categories = session.get("categories")
     categories = categories if isinstance(categories, list) else []
     price = _number(session.get("price"))
-    low_max, mid_max = rules["price_bands"]
     pages = _number(session.get("pages"))
     pages = pages if pages is not None and pages >= 0 else 0.0
 
     return {
         "referrer_class": ref_class,
         "referrer_host": ref_host,
-        "utm_source": lower(trim(params.get("utm_source", ""))) or None,
+        "utm_source": source or None,
         "utm_medium": medium or None,
-        "utm_campaign": lower(trim(params.get("utm_campaign", ""))) or None,
+        "utm_campaign": campaign or None,
         "device": device,
         "os": os_family,
         "browser": browser,
@@ -387,25 +444,27 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         "hour_cos": 0.0 if hour is None else math.cos(2 * math.pi * hour / 24),
         "weekday": None if local is None else _WEEKDAYS[local.weekday()],
         "country": country if _COUNTRY.match(country) else None,
-        "language": language if _LANGUAGE.match(language) else None,
+        "language": _language(_text(context.get("accept_language"))),
         "visitor": ("returning" if returning else "new") if isinstance(returning, bool) else None,
-        "landing_section": lower(segments[0]) if segments else "home",
+        "landing_section": section,
         "session_categories": [lower(trim(c)) for c in categories if isinstance(c, str)],
         "price_band": None
         if price is None or price < 0
-        else ("low" if price < low_max else "mid" if price < mid_max else "high"),
-        "session_pages": math.log1p(min(pages, rules["max_pages"]))
-        / math.log1p(rules["max_pages"]),
+        else ("low" if price < prepared.low_max else "mid" if price < prepared.mid_max else "high"),
+        "session_pages": math.log1p(min(pages, prepared.max_pages)) / prepared.log1p_max_pages,
         "last_event": lower(trim(_text(session.get("last_event")))) or None,
     }
 
 
-_Plan = list[tuple[str, str, dict[str, str], str, str]]
+_Plan = list[tuple[str, str, dict[str, Feature], Feature, Feature]]
 _PLANS: dict[int, tuple[Any, _Plan]] = {}
 
 
 def _plan(fields: list[dict[str, Any]]) -> _Plan:
-    """Per field: (name, kind, value → feature name, `other` name, `unknown` name), cached."""
+    """Per field: (name, kind, value → active feature, `other` feature, `unknown` feature), cached.
+
+    The `(name, 1.0)` pairs are built once and shared by every feature list (tuples: immutable).
+    """
     cached = _PLANS.get(id(fields))
     if cached is not None and cached[0] is fields:
         return cached[1]
@@ -414,8 +473,8 @@ def _plan(fields: list[dict[str, Any]]) -> _Plan:
         name, kind = field["name"], field["kind"]
         vocab = field.get("vocab", [])
         known = vocab[:-2] if kind == "categorical" else vocab
-        names = {v: f"{name}={v}" for v in known}
-        plan.append((name, kind, names, f"{name}=other", f"{name}=unknown"))
+        names = {v: (f"{name}={v}", 1.0) for v in known}
+        plan.append((name, kind, names, (f"{name}=other", 1.0), (f"{name}=unknown", 1.0)))
     if len(_PLANS) > 16:  # a few live models at a time; never grow without bound
         _PLANS.clear()
     _PLANS[id(fields)] = (fields, plan)
@@ -426,16 +485,17 @@ def features(context: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Featur
     """Active features of `context` as ordered `(name, value)` pairs; never raises on bad input."""
     raw = raw_values(context, spec["rules"])
     active: list[Feature] = []
+    append = active.append
     for name, kind, names, other, unknown in _plan(spec["fields"]):
         value = raw[name]
-        if kind == "numeric":
+        if kind == "categorical":
+            append(names.get(value, other) if value else unknown)
+        elif kind == "numeric":
             if value != 0.0:
-                active.append((name, value))
-        elif kind == "multi_hot":
+                append((name, value))
+        else:  # multi_hot
             present = set(value)
-            active.extend((n, 1.0) for v, n in names.items() if v in present)
-        else:
-            active.append((names.get(value, other) if value else unknown, 1.0))
+            active.extend(pair for v, pair in names.items() if v in present)
     return active
 
 

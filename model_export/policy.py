@@ -180,13 +180,16 @@ def sigmoid(z: float) -> float:
 def scores(slot: Mapping[str, Any], active: list[Feature]) -> dict[str, float]:
     """Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order."""
     result: dict[str, float] = {}
+    bias, all_weights = slot["bias"], slot["weights"]
     for variant in slot["variants"]:
-        z = float(slot["bias"].get(variant, 0.0))
-        weights = slot["weights"].get(variant, {})
-        for name, value in active:
-            w = weights.get(name)
-            if w is not None:
-                z += w * value
+        z = float(bias.get(variant, 0.0))
+        weights = all_weights.get(variant)
+        if weights:
+            weight = weights.get
+            for name, value in active:
+                w = weight(name)
+                if w is not None:
+                    z += w * value
         result[variant] = sigmoid(z)
     return result
 
@@ -229,13 +232,18 @@ def decide(
     visitor_id: str = "",
     decision_id: str | None = None,
     force: str | None = None,
+    active: list[Feature] | None = None,
 ) -> Decision:
-    """Decide `slot` for `context`; deterministic given (visitor_id, slot, decision_id)."""
+    """Decide `slot` for `context`; deterministic given (visitor_id, slot, decision_id).
+
+    `active` is `features(context, model["features"])` when the caller already has it (one
+    request deciding several slots computes the features once).
+    """
     decision_id = decision_id or uuid.uuid4().hex
-    spec = model["features"]
     config = model["slots"][slot]
     variants: list[str] = config["variants"]
-    active = features(context, spec)
+    if active is None:
+        active = features(context, model["features"])
     p = scores(config, active)
     pi = choice_probabilities(config, p)
     best = _best(variants, p)

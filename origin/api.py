@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-import uuid
 from typing import Any
 
+import orjson
 from anyio import to_thread
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from model_export.features import features
 from model_export.policy import decide as policy_decide
 from origin.services import Origin
 from origin.storage import DECISION, EVENT, StorageError
@@ -30,6 +33,13 @@ from origin.validation import (
     events_batch,
     parse_json_body,
 )
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's JSON response (compact UTF-8), encoded by orjson: several times faster."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _origin(request: Request) -> Origin:
@@ -167,32 +177,45 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
     return tokens, rejected, logged
 
 
+def _decision_id() -> str:
+    """A random version-4 UUID in hex, as `uuid.uuid4().hex` writes it, minus its object."""
+    n = int.from_bytes(os.urandom(16), "big")
+    return f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID4_SET = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Decide each requested slot with session context; log the decisions; add token and HTML."""
     model = origin.holder.model
     now = origin.clock.now_ms()
-    context = origin.sessions.enrich(
-        request["context"], request["session_id"], request["visitor_id"]
-    )
-    context.setdefault("now_ms", now)
     visitor_id = request["visitor_id"]
+    context = origin.sessions.enrich(request["context"], request["session_id"], visitor_id)
+    context.setdefault("now_ms", now)
+    active = None  # the request's features: the same for every slot of one model
     results, logged = [], []
     for slot in request["slots"]:
+        site_slot = origin.site.slots[slot]
         if model is None or slot not in model["slots"]:
-            html = origin.site.slots[slot].variants[origin.site.slots[slot].default]
             results.append(
                 {
                     "slot": slot,
-                    "variant": origin.site.slots[slot].default,
-                    "html": html,
+                    "variant": site_slot.default,
+                    "html": site_slot.variants[site_slot.default],
                     "propensity": 1.0,
                     "fallback": "slot not in the current model",
                 }
             )
             continue
-        decision = dict(vars(policy_decide(model, context, slot, visitor_id, uuid.uuid4().hex)))
+        if active is None:
+            active = features(context, model["features"])
+        decision = vars(
+            policy_decide(model, context, slot, visitor_id, _decision_id(), active=active)
+        ).copy()
         decision["token"] = sign(origin.secret, decision, now)
-        decision["html"] = origin.site.slots[slot].variants[decision["variant"]]
+        decision["html"] = site_slot.variants[decision["variant"]]
         results.append(decision)
         logged.append(
             (
@@ -288,11 +311,11 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
+    Route("/v1/decide", post_decide, methods=["POST"]),  # the hot path: matched first
     Route("/v1/decisions", post_decisions, methods=["POST"]),
     Route("/v1/decisions/client", post_client_decisions, methods=["POST"]),
     Route("/fp/model.js", get_model_js, methods=["GET"]),
     Route("/v1/events", post_events, methods=["POST"]),
-    Route("/v1/decide", post_decide, methods=["POST"]),
     Route("/v1/model", get_model, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -151,10 +151,12 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(
-        RateLimitMiddleware,
-        limits=settings.rate_limits,
-        on_limited=lambda which: origin.metrics.rejected.inc(reason=f"rate_limited_{which}"),
-    )
+    limits = settings.rate_limits
+    if limits.per_ip or limits.per_visitor:  # FP_RATE_LIMIT=off: not even a pass-through layer
+        app.add_middleware(
+            RateLimitMiddleware,
+            limits=limits,
+            on_limited=lambda which: origin.metrics.rejected.inc(reason=f"rate_limited_{which}"),
+        )
     app.state.origin = origin
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,8 +169,9 @@ class Origin:
             return await to_thread.run_sync(fn, *args)
         return fn(*args)
 
-    @property
+    @cached_property
     def slot_variants(self) -> dict[str, list[str]]:
+        """Variant names per slot of site.toml (fixed for the life of the process; read-only)."""
         return {name: list(slot.variants) for name, slot in self.site.slots.items()}
 
     def add_gauges(self) -> None:

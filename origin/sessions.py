@@ -88,11 +88,16 @@ class SessionEngine:
         ]
         return [name for _, name in sorted(counts, key=lambda c: (-c[0], c[1]))]
 
+    def _profile(self, visitor_id: str | None) -> dict[str, str]:
+        return self.storage.get_state(f"profile:{visitor_id}") if visitor_id else {}
+
     def context(self, session_id: str | None, visitor_id: str | None) -> dict[str, Any]:
         """The contract's `session` object, plus `recency_s`; {} when nothing is known."""
         state = self.session_state(session_id) if session_id else {}
-        visitor_id = visitor_id or state.get("visitor_id")
-        profile = self.storage.get_state(f"profile:{visitor_id}") if visitor_id else {}
+        return self._combined(state, self._profile(visitor_id or state.get("visitor_id")))
+
+    def _combined(self, state: dict[str, str], profile: dict[str, str]) -> dict[str, Any]:
+        """`context()` from the session hash and the visitor's profile hash."""
         result: dict[str, Any] = {}
         categories = self._ranked(state)
         categories += [c for c in self._ranked(profile) if c not in categories]
@@ -113,15 +118,19 @@ class SessionEngine:
     def enrich(
         self, context: dict[str, Any], session_id: str | None, visitor_id: str | None
     ) -> dict[str, Any]:
-        """`context` with the server-side `session` merged in and `returning` filled if unknown."""
+        """`context` with the server-side `session` merged in and `returning` filled if unknown.
+
+        The session and the profile are read once each (with Redis, each read is a round trip).
+        """
         enriched = dict(context)
-        session = self.context(session_id, visitor_id)
+        state = self.session_state(session_id) if session_id else {}
+        profile = self._profile(visitor_id or state.get("visitor_id"))
+        session = self._combined(state, profile)
         if session:
             enriched["session"] = session
         if "returning" not in enriched:
-            state = self.session_state(session_id) if session_id else {}
             if "returning" in state:
                 enriched["returning"] = state["returning"] == "1"
             elif visitor_id:
-                enriched["returning"] = bool(self.storage.get_state(f"profile:{visitor_id}"))
+                enriched["returning"] = bool(profile)
         return enriched

@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from model_export.policy import js_number
@@ -67,12 +68,23 @@ def _b64decode(text: str) -> bytes:
         raise TokenError("token is not unpadded base64url") from exc
 
 
+@lru_cache(maxsize=4)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with `secret` keyed once; each token copies it instead of keying again."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
 def _signature(secret: bytes, encoded_payload: str) -> str:
-    return _b64encode(hmac.new(secret, encoded_payload.encode("ascii"), hashlib.sha256).digest())
+    mac = _keyed(secret).copy()
+    mac.update(encoded_payload.encode("ascii"))
+    return _b64encode(mac.digest())
 
 
 def _ascii_string(value: str) -> str:
-    return json.dumps(value)  # non-ASCII as lowercase \uXXXX escapes, as the edge writes it
+    """`value` as a JSON string: non-ASCII as lowercase \\uXXXX escapes, as the edge writes it."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # nothing to escape (ids, slot and variant names): json.dumps' text
+    return json.dumps(value)
 
 
 def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:

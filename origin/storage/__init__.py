@@ -12,13 +12,36 @@ Every method is synchronous and may block on I/O: the API calls them from a work
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from origin.clock import Clock, SystemClock
 
 DECISION = "decision"
 EVENT = "event"
+
+
+def dump_record(record: dict[str, Any]) -> str:
+    """A log record as compact JSON text.
+
+    orjson, because every decision and event is written once and read back by the learner; the
+    stdlib encoder stays as the fallback for what orjson refuses (lone surrogates, non-str keys).
+    """
+    try:
+        return orjson.dumps(record).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(record, separators=(",", ":"))
+
+
+def load_record(text: str | bytes) -> dict[str, Any]:
+    """A log record from its JSON text (the stdlib decoder reads what it may have written: NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class StorageError(RuntimeError):

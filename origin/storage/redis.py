@@ -13,13 +13,12 @@ server's `appendonly yes` / `appendfsync always` (the test fixture starts it tha
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import redis
 
 from origin.clock import Clock
-from origin.storage import LogEntry, StorageError, StoredModel
+from origin.storage import LogEntry, StorageError, StoredModel, dump_record, load_record
 
 _MODEL_FIELDS = ("version", "sha256", "body", "published_ms")
 
@@ -56,7 +55,7 @@ class RedisStorage:
     def append(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
         pipe = self._redis.pipeline(transaction=True)
         for kind, record in entries:
-            pipe.xadd(self._log, {"k": kind, "r": json.dumps(record, separators=(",", ":"))})
+            pipe.xadd(self._log, {"k": kind, "r": dump_record(record)})
         self._call("append", pipe.execute)
 
     def _group(self, consumer: str) -> None:
@@ -84,7 +83,7 @@ class RedisStorage:
                 count=count,
             )
             entries = [
-                LogEntry(entry_id, fields["k"], json.loads(fields["r"]))
+                LogEntry(entry_id, fields["k"], load_record(fields["r"]))
                 for _, messages in reply or []
                 for entry_id, fields in messages
                 if fields

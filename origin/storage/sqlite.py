@@ -11,13 +11,12 @@ measured on the injected clock; they are context, not acknowledged data.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from typing import Any
 
 from origin.clock import Clock, SystemClock
-from origin.storage import LogEntry, StorageError, StoredModel
+from origin.storage import LogEntry, StorageError, StoredModel, dump_record, load_record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -68,7 +67,7 @@ class SqliteStorage:
     # --- the log ------------------------------------------------------------------------------
 
     def append(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        rows = [(kind, json.dumps(record, separators=(",", ":"))) for kind, record in entries]
+        rows = [(kind, dump_record(record)) for kind, record in entries]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -97,7 +96,7 @@ class SqliteStorage:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite read failed: {exc}") from exc
-        return [LogEntry(str(i), kind, json.loads(record)) for i, kind, record in rows]
+        return [LogEntry(str(i), kind, load_record(record)) for i, kind, record in rows]
 
     def ack(self, consumer: str, entries: list[LogEntry]) -> None:
         if not entries:
