@@ -90,7 +90,7 @@ def demo_origin_throughput() -> dict[str, Any]:
             Path(tmp), model=ROOT / "edge" / "src" / "model.json", env=env
         ) as origin:
             demo = _node_json(
-                "edge/bench/http.mjs", "100", "1200", "8", origin.url,
+                "edge/bench/http.mjs", "100", "2400", "8", origin.url,
                 env={"FP_TOKEN_SECRET": TEST_SECRET},
             )  # fmt: skip
     return {f"{key}_demo_origin": demo[key] for key in keys}
