@@ -268,19 +268,23 @@ export function choiceProbabilities(slot, p) {
 
 // Up to 3 [name, w·x] of the variant with index `i`, by |w·x| descending (ties: feature order).
 function topFeatures(c, i, active) {
-  const contributions = [];
+  const top = [];
   for (let j = 0; j < active.length; j++) {
-    const entries = c.hits[j] ?? [];
+    const entries = c.hits[j];
+    if (entries === undefined) continue;
     for (let e = 0; e < entries.length; e += 2) {
       const wx = entries[e + 1] * active[j][1];
-      if (entries[e] === i && wx !== 0) contributions.push([active[j][0], wx]);
+      if (entries[e] !== i || wx === 0) continue;
+      // After every kept contribution at least as large, so ties keep feature order.
+      let at = top.length;
+      while (at > 0 && Math.abs(top[at - 1][1]) < Math.abs(wx)) at--;
+      if (at < 3) top.splice(at, 0, [active[j][0], wx]);
+      if (top.length > 3) top.pop();
     }
   }
-  contributions.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])); // stable: ties keep feature order
-  return contributions.slice(0, 3);
+  return top;
 }
 
-// getRandomValues, not randomUUID: browsers offer only the former on plain-http pages.
 /** 32 random hex digits: a decision, visitor or session id. */
 export function randomId() {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join('');
