@@ -75,26 +75,16 @@ export function featureNames(spec) {
 
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
-// `s` with the 26 ASCII letters from char code `from` moved by `delta`, nothing else changed.
-function shiftLetters(s, from, delta) {
-  let out = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    out += c >= from && c < from + 26 ? String.fromCharCode(c + delta) : s[i];
-  }
-  return out;
-}
-
 /** ASCII-only lowercase: the same in every runtime, whatever its Unicode tables. */
 export function lower(s) {
   if (!/[A-Z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toLowerCase() : shiftLetters(s, 65, 32);
+  return ASCII_ONLY.test(s) ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 }
 
 /** ASCII-only uppercase. */
 export function upper(s) {
   if (!/[a-z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toUpperCase() : shiftLetters(s, 97, -32);
+  return ASCII_ONLY.test(s) ? s.toUpperCase() : s.replace(/[a-z]+/g, (m) => m.toUpperCase());
 }
 
 // Space, \t, \n, \v, \f, \r: the contract's white space (not Unicode's).
@@ -363,12 +353,6 @@ function firstSegment(path) {
 
 const UTM = ['utm_source', 'utm_medium', 'utm_campaign'];
 
-function sessionCategories(categories) {
-  const values = [];
-  for (const c of categories) if (typeof c === 'string') values.push(lower(trim(c)));
-  return values;
-}
-
 // Referrer → its host minus `www.` (null: none). Cached: browsers send only the origin of a
 // cross-site referrer (the default referrer policy), so a few thousand strings cover most traffic.
 const referrerHosts = new Map();
@@ -444,7 +428,7 @@ function rawValues(context, rules) {
     LANGUAGE.test(language) ? language : null, // language
     typeof returning === 'boolean' ? (returning ? 'returning' : 'new') : null, // visitor
     section ? lower(section) : 'home', // landing_section
-    sessionCategories(categories), // session_categories
+    categories.filter((c) => typeof c === 'string').map((c) => lower(trim(c))), // session_categories
     priceBand, // price_band
     Math.log1p(Math.min(pages, set.maxPages)) / set.logMaxPages, // session_pages
     lower(trim(text(session.last_event))) || null, // last_event
