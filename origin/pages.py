@@ -73,7 +73,9 @@ class Shop:
         self.catalog = load_catalog()
         self.template = string.Template((SITE_DIR / "page.html").read_text("utf-8"))
 
-    def _page(self, title: str, content: str) -> str:
+    def _page(self, title: str, content: str, session_id: str = "") -> str:
+        """The page template; `session_id` goes into `<meta name="fp-session">` so the snippet's
+        events join the same session as this origin's own page views and decisions."""
         sections = self.origin.site.sections
         nav = "".join(f'<a href="/{html.escape(s)}">{html.escape(s.title())}</a>' for s in sections)
         sha8 = (self.origin.holder.model or {}).get("sha256", "")[:8]
@@ -83,6 +85,7 @@ class Shop:
             nav=nav,
             content=content,
             model_version=html.escape(sha8),
+            session_id=html.escape(session_id),
         )
 
     def _consent(self, request: Request) -> bool:
@@ -107,7 +110,7 @@ class Shop:
         self, request: Request, body: str, ids: tuple[str, str], status: int = 200
     ) -> HTMLResponse:
         response = HTMLResponse(body, status_code=status)
-        # No page script reads these (the snippet keeps its own ids in web storage): HttpOnly.
+        # HttpOnly: the snippet learns the session id from the page's <meta name="fp-session">.
         secure = request.url.scheme == "https"
         response.set_cookie(
             SESSION_COOKIE,
@@ -202,7 +205,7 @@ class Shop:
             + '<div class="spacer"></div>'
             + self._slot("promo", None, when="idle")
         )
-        return self._respond(request, self._page("Home", content), ids)
+        return self._respond(request, self._page("Home", content, ids[0]), ids)
 
     async def section(self, request: Request) -> Response:
         name = request.path_params["section"]
@@ -218,7 +221,7 @@ class Shop:
             + self._products(products)
             + self._slot("promo", decided.get("promo"))
         )
-        return self._respond(request, self._page(name.title(), content), ids)
+        return self._respond(request, self._page(name.title(), content, ids[0]), ids)
 
     async def product(self, request: Request) -> Response:
         product = self.catalog.get(request.path_params["product_id"])
@@ -239,7 +242,7 @@ class Shop:
             + self._products(related)
             + self._slot("promo", decided.get("promo"))
         )
-        return self._respond(request, self._page(product.name, content), ids)
+        return self._respond(request, self._page(product.name, content, ids[0]), ids)
 
     async def not_found(self, request: Request) -> Response:
         content = (

@@ -52,6 +52,7 @@ def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request
         hero = page.evaluate(HERO_DECISION)
         with page.expect_navigation():
             page.click("[data-fp-slot=hero] a.cta")
+        session = next(c["value"] for c in context.cookies() if c["name"] == "fp_sid")
     finally:
         context.close()
     assert errors == []
@@ -67,6 +68,8 @@ def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request
     events = wait_for(hero_events)
     assert {e["type"] for e in events} == {"impression", "click"}
     assert all(e["variant"] == hero["variant"] and e["slot"] == "hero" for e in events)
+    # The snippet's events join the session the origin keeps for this visitor's pages.
+    assert {e["session_id"] for e in events} == {session}
     logged = wait_for(
         lambda: [d for d in records(site, "decision") if d["decision_id"] == claims.decision_id]
     )

@@ -52,8 +52,12 @@ function identity(granted) {
   let returning = store("sessionStorage", "fp_ret");
   if (returning === null) store("sessionStorage", "fp_ret", (returning = visitor ? "1" : "0"));
   if (!visitor) store("localStorage", "fp_vid", (visitor = randomId()));
-  let session = store("sessionStorage", "fp_sid");
-  if (!session) store("sessionStorage", "fp_sid", (session = randomId()));
+  // A page served by the firstpaint origin names its session (the origin's own page views and
+  // decisions are kept under it), so the events sent from here join the same session.
+  const meta = D.querySelector('meta[name="fp-session"]');
+  const stored = store("sessionStorage", "fp_sid");
+  const session = (meta && meta.content) || stored || randomId();
+  if (session !== stored) store("sessionStorage", "fp_sid", session);
   return { visitor, session, returning: returning === "1" };
 }
 api.who = { visitor: "" };
