@@ -120,6 +120,18 @@ def exploration_ceiling(config: Mapping[str, Any], p: Mapping[str, float]) -> fl
     return (1 - holdout) * explored + holdout * p[config["default"]]
 
 
+def uniform_share(config: Mapping[str, Any]) -> float:
+    """The share of a slot's traffic its exploration spreads uniformly over the variants.
+
+    ε for ε-greedy, K·floor for softmax: the ε to give an ε-greedy learner (Vowpal Wabbit) so
+    that it explores as much as firstpaint's policy does on the same slot.
+    """
+    exploration = config["exploration"]
+    if exploration["kind"] == "egreedy":
+        return float(exploration["epsilon"])
+    return len(config["variants"]) * float(exploration["floor"])
+
+
 class NightlyBatch:
     """firstpaint's model and policy, retrained at each simulated midnight (UTC)."""
 
@@ -152,7 +164,8 @@ class VowpalWabbit:
     """Vowpal Wabbit contextual bandit (`--cb_explore_adf`), one workspace per slot.
 
     Shared features are the contract's active features; `-q sa` crosses them with the
-    variant, which makes VW's model a per-variant linear one, like firstpaint's.
+    variant, which makes VW's model a per-variant linear one, like firstpaint's. `epsilon` is
+    one ε for every slot or a mapping slot → ε (see `uniform_share`).
     """
 
     name = "vowpal wabbit"
@@ -161,7 +174,7 @@ class VowpalWabbit:
         self,
         variants: Mapping[str, Sequence[str]],
         spec: Mapping[str, Any],
-        epsilon: float = 0.1,
+        epsilon: float | Mapping[str, float] = 0.1,
         seed: int = 0,
         extra: str = "",
     ) -> None:
@@ -169,8 +182,14 @@ class VowpalWabbit:
 
         self.variants = variants
         self.spec = spec
-        args = f"--cb_explore_adf --epsilon {epsilon} -q sa --quiet --random_seed {seed} {extra}"
-        self.workspaces_ = {slot: Workspace(args) for slot in variants}
+        per_slot = epsilon if isinstance(epsilon, Mapping) else dict.fromkeys(variants, epsilon)
+        self.workspaces_ = {
+            slot: Workspace(
+                f"--cb_explore_adf --epsilon {per_slot[slot]} -q sa --quiet "
+                f"--random_seed {seed} {extra}"
+            )
+            for slot in variants
+        }
         self._pending: dict[str, tuple[list[str], int, float]] = {}
         self._shared: tuple[Mapping[str, Any] | None, str] = (None, "")
 

@@ -122,13 +122,20 @@ class OnlineLearner:
     and `partial_fit` return self; learned state lives in trailing-underscore attributes.
     """
 
+    # Defaults chosen in the closed loop (`python -m tests.bench learning`): alpha 0.3 follows
+    # the drifted segment faster than 0.1, and 0.5 was noisier everywhere; no L1 on the delta,
+    # which kept the coordinates of rarely shown variants at their starting weights; importance
+    # weights clipped at 3, not 20: each variant's model is a regression on that variant's own
+    # decisions (consistent without weighting when the model is right), and with a small
+    # exploration floor 1/propensity is in the hundreds, so a single explored decision swung
+    # the weights.
     def __init__(
         self,
-        alpha: float = 0.1,
+        alpha: float = 0.3,
         beta: float = 1.0,
-        l1: float = 0.5,
+        l1: float = 0.0,
         l2: float = 1.0,
-        clip: float = 20.0,
+        clip: float = 3.0,
     ) -> None:
         self.alpha = alpha
         self.beta = beta

@@ -121,3 +121,27 @@ def test_exploration_ceiling_is_between_the_mean_and_the_best_true_score():
     assert baselines.exploration_ceiling(uniform, p) == pytest.approx(0.15)
     held = {**greedy, "holdout": 0.05}
     assert baselines.exploration_ceiling(held, p) == pytest.approx(0.95 * 0.3 + 0.05 * 0.1)
+
+
+def test_uniform_share_is_epsilon_or_the_softmax_floor_mass():
+    variants = ["default", "running", "camping", "hiking"]
+    egreedy = {"variants": variants, "exploration": {"kind": "egreedy", "epsilon": 0.07}}
+    softmax = {
+        "variants": variants,
+        "exploration": {"kind": "softmax", "temperature": 0.03, "floor": 0.002},
+    }
+    assert baselines.uniform_share(egreedy) == pytest.approx(0.07)
+    assert baselines.uniform_share(softmax) == pytest.approx(4 * 0.002)
+
+
+def test_vowpal_wabbit_explores_each_slot_with_its_own_epsilon(golden_model):
+    variants = {"hero": VARIANTS["hero"], "promo": VARIANTS["hero"]}
+    arm = baselines.VowpalWabbit(variants, golden_model["features"], {"hero": 0.0, "promo": 1.0})
+    for i in range(60):  # `running` always engages, the others never
+        for slot in variants:
+            variant, _ = arm.decide(T0, "v", visitor(0), slot, f"d{i}")
+            arm.observe({"decision_id": f"d{i}", "slot": slot, "engaged": variant == "running"})
+    pmf = {slot: arm.workspaces_[slot].predict(arm._example(visitor(0), slot)) for slot in variants}
+    arm.close()
+    assert pmf["hero"] == pytest.approx([0.0, 1.0, 0.0])  # ε = 0: greedy on `running`
+    assert pmf["promo"] == pytest.approx([1 / 3] * 3)  # ε = 1: uniform whatever it learned

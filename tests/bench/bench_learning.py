@@ -221,7 +221,13 @@ def run(requests: int = REQUESTS, days: int = DAYS) -> dict[str, Any]:
             model, lambda log, _m: train(log, sim.spec, slots_config, clock_ms[0]), warmup
         ),
         "random": baselines.UniformRandom(variants),
-        "vw": baselines.VowpalWabbit(variants, sim.spec, epsilon=0.1, seed=SEED),
+        # VW explores uniformly as much as site.toml's exploration does (ε, or K·floor).
+        "vw": baselines.VowpalWabbit(
+            variants,
+            sim.spec,
+            epsilon={slot: baselines.uniform_share(slots_config[slot]) for slot in SLOTS},
+            seed=SEED,
+        ),
         "oracle": baselines.Oracle(variants, lambda c, s, v: p_now[s][v]),
     }
     n = requests * len(SLOTS)
