@@ -215,18 +215,11 @@ def fit(
     spec: dict[str, Any],
     slots: Mapping[str, Mapping[str, Any]],
     clip: float = 20.0,
-    c: float = 0.003,
+    c: float = 1.0,
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> Fitted:
-    """Fit one logistic model per (slot, variant) on the decisions that showed that variant.
-
-    `c` is scikit-learn's inverse L2 strength. With sample weights normalised to mean 1 the
-    penalty weighs like 1/c decisions' worth of evidence (0.003: ~330), so it fades as the log
-    grows. It keeps a variant seen a few hundred times from fitting its noise (at 1.0, a day
-    of random traffic gave weights of ±1 to features that do nothing, and a near-greedy policy
-    then trusted them) and barely shrinks a variant seen tens of thousands of times.
-    """
+    """Fit one logistic model per (slot, variant) on the decisions that showed that variant."""
     started = time.monotonic()
     names = feature_names(spec)
     x_all = encode([r["context"] for r in log.records], spec)
