@@ -53,6 +53,32 @@ for (let i = 0; i < freshIterations; i++) {
   fresh[i] = Number(process.hrtime.bigint() - started) / 1000;
 }
 fresh.sort();
+
+// The machine's own tail: a fixed arithmetic workload sized to the decisions' median, timed the
+// same way. Its p99 over its p50 is what preemption, timer interrupts and a virtualised CPU add
+// to any work of that size here, whatever the code.
+function fixedWork(n) {
+  let x = 0;
+  for (let i = 0; i < n; i++) x += Math.sqrt(i ^ (x & 1023));
+  return x;
+}
+const target = quantile(samples, 0.5);
+let size = 64;
+for (let round = 0; round < 20; round++) {
+  const started = process.hrtime.bigint();
+  for (let k = 0; k < 200; k++) fixedWork(size);
+  const us = Number(process.hrtime.bigint() - started) / 1000 / 200;
+  if (Math.abs(us - target) < target * 0.05) break;
+  size = Math.max(1, Math.round(size * target / Math.max(us, 0.01)));
+}
+const fixed = new Float64Array(iterations);
+let sink = 0;
+for (let i = 0; i < iterations; i++) {
+  const started = process.hrtime.bigint();
+  sink += fixedWork(size);
+  fixed[i] = Number(process.hrtime.bigint() - started) / 1000;
+}
+fixed.sort();
 console.log(JSON.stringify({
   decision_p50_us: +quantile(samples, 0.5).toFixed(2),
   decision_p99_us: +quantile(samples, 0.99).toFixed(2),
@@ -61,6 +87,9 @@ console.log(JSON.stringify({
   decision_cpu_p99_us: quantile(cpuSamples, 0.99),
   decision_fresh_agent_p50_us: +quantile(fresh, 0.5).toFixed(2),
   decision_fresh_agent_p99_us: +quantile(fresh, 0.99).toFixed(2),
+  fixed_work_p50_us: +quantile(fixed, 0.5).toFixed(2),
+  fixed_work_p99_us: +quantile(fixed, 0.99).toFixed(2),
+  fixed_work_checksum: sink > 0,
   load_average_1m: +os.loadavg()[0].toFixed(2),
   decision_iterations: iterations,
   decision_variants: variants,
