@@ -45,7 +45,11 @@ def test_model_json_round_trips_through_the_loader(fitted: Fitted, tmp_path: Pat
     json_path, onnx_path = write_artifacts(model, tmp_path)
     assert load_model(json_path.read_text()) == model
     assert set(model["slots"]) == {"hero", "promo"}
-    assert model["slots"]["hero"]["exploration"] == {"kind": "egreedy", "epsilon": 0.1}
+    site = load_site()
+    for name, slot in model["slots"].items():  # exploration and holdout as site.toml says
+        assert {k: slot[k] for k in ("variants", "default", "exploration", "holdout")} == (
+            site.slots[name].config()
+        )
 
 
 def test_onnx_passes_the_checker_and_has_the_contract_signature(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections import Counter
 
 import pytest
@@ -35,11 +36,13 @@ def test_same_inputs_give_the_same_decision(golden_model: dict) -> None:
     assert len(variants) > 1  # the decision id drives exploration
 
 
-def test_holdout_is_about_five_percent_of_visitors_and_gets_the_default(golden_model: dict) -> None:
+def test_holdout_is_its_share_of_visitors_and_gets_the_default(golden_model: dict) -> None:
     n = 10_000
+    share = golden_model["slots"]["hero"]["holdout"]
+    assert share > 0
     held = [decide(golden_model, {}, "hero", f"visitor-{i}", "d") for i in range(n)]
     rate = sum(d.holdout for d in held) / n
-    assert 0.04 < rate < 0.06  # 5% ± 4.6 standard deviations
+    assert abs(rate - share) < 4.6 * math.sqrt(share * (1 - share) / n)  # ± 4.6 std deviations
     for d in held:
         if d.holdout:
             assert (d.variant, d.propensity, d.explored) == ("default", 1.0, False)
@@ -137,15 +140,22 @@ def _resealed(model: dict, change) -> dict:
     return seal(broken)
 
 
+def _exploration(model: dict, kind: str) -> dict:
+    """The exploration settings of the golden model's first slot that explores by `kind`."""
+    return next(
+        s["exploration"] for s in model["slots"].values() if s["exploration"]["kind"] == kind
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda m: m.update(format="firstpaint.model/2"), "format"),
         (lambda m: m["slots"]["hero"].update(default="missing"), "default"),
-        (lambda m: m["slots"]["hero"]["exploration"].update(epsilon=1.5), "epsilon"),
+        (lambda m: _exploration(m, "egreedy").update(epsilon=1.5), "epsilon"),
         (lambda m: m["slots"]["hero"].update(exploration={"kind": "greedy"}), "kind"),
-        (lambda m: m["slots"]["promo"]["exploration"].update(floor=0.3), "floor"),
-        (lambda m: m["slots"]["promo"]["exploration"].update(temperature=0), "temperature"),
+        (lambda m: _exploration(m, "softmax").update(floor=0.3), "floor"),
+        (lambda m: _exploration(m, "softmax").update(temperature=0), "temperature"),
         (lambda m: m["slots"]["hero"].update(holdout=1), "holdout"),
         (lambda m: m["slots"]["hero"].update(variants=[]), "variants"),
         (lambda m: m["features"].update(version="fp-features/0"), "version"),
