@@ -31,6 +31,7 @@ from origin.validation import (
     decide_request,
     decisions_batch,
     events_batch,
+    held_events,
     parse_json_body,
 )
 
@@ -131,9 +132,26 @@ async def post_client_decisions(request: Request) -> Response:
         records = client_decisions_batch(
             body, origin.slot_variants, origin.clock.now_ms(), origin.limits
         )
+        held = held_events(body, origin.limits)
         tokens, rejected, logged = await to_thread.run_sync(_recheck, origin, records)
         if logged:
             await origin.writer.write(logged)
+        signed = [
+            {**e, "token": tokens[e["decision_id"]]} for e in held if e["decision_id"] in tokens
+        ]
+        events = (
+            events_batch(
+                {"events": signed},
+                origin.secret,
+                origin.clock.now_ms(),
+                origin.settings.token_max_age_ms,
+                origin.limits,
+            )
+            if signed
+            else []
+        )
+        if events:
+            await origin.writer.write([(EVENT, r) for r in events])
     except RequestError as exc:
         return _rejected(origin, exc)
     except StorageError as exc:
@@ -143,7 +161,14 @@ async def post_client_decisions(request: Request) -> Response:
         origin.metrics.rejected.inc(
             reason="client_decision_" + reason.split(":")[0].replace(" ", "_")
         )
-    return JSONResponse({"tokens": tokens, "rejected": rejected})
+    for record in events:
+        origin.metrics.accepted.inc(type=record["type"])
+    if any(r.get("session_id") for r in events):
+        try:
+            await origin.run_sessions(_observe_all, origin, events)
+        except StorageError:
+            origin.metrics.session_errors.inc()  # events are committed; only context is stale
+    return JSONResponse({"tokens": tokens, "rejected": rejected, "events_accepted": len(events)})
 
 
 def _recheck(origin: Origin, records: list[dict[str, Any]]):
@@ -154,6 +179,10 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
     now = origin.clock.now_ms()
     for record in records:
         decision_id = record["decision_id"]
+        issued = origin.signed_client.claim(decision_id)
+        if issued is not None:  # sent twice (token request and pagehide beacon): logged once
+            tokens[decision_id] = issued
+            continue
         model = origin.holder.by_version(record["model_version"])
         if model is None:
             rejected[decision_id] = "unknown model_version"
@@ -173,6 +202,7 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
             continue
         record["holdout"] = again.holdout
         tokens[decision_id] = sign(origin.secret, again.to_dict(), now)
+        origin.signed_client.keep(decision_id, tokens[decision_id])
         logged.append((DECISION, record))
     return tokens, rejected, logged
 

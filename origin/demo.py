@@ -1,8 +1,9 @@
 """`python -m origin.demo --model build/model/model.json` (what `make demo` runs).
 
 Starts the origin (SQLite in `build/demo/`) and the edge worker in front of it (`wrangler dev`,
-workerd from npm, with `wrangler.toml`), prints the URL to open, and stops both on Ctrl-C. The token secret is `FP_TOKEN_SECRET` if set, else a random one for this run,
-handed to both processes through their environment and never printed.
+workerd from npm, with `wrangler.toml`), prints the URL to open, and stops both on Ctrl-C. The
+token secret is `FP_TOKEN_SECRET` if set, else a random one for this run, handed to both
+processes (to wrangler through a 0600 env file) and never printed.
 """
 
 from __future__ import annotations

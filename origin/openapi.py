@@ -210,7 +210,37 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
         "/v1/decisions/client": {
             "post": {
                 "summary": "Decisions the snippet made in the browser: re-checked, then signed.",
-                "requestBody": _json_body(_batch("decisions", "LoggedDecision")),
+                "description": (
+                    "At pagehide the snippet repeats decisions still waiting for their token, with"
+                    " the events that waited (`events`, each naming its `decision_id`): a decision"
+                    " already signed is not logged again, and the events of every signed decision"
+                    " are recorded as if sent with its token."
+                ),
+                "requestBody": _json_body(
+                    {
+                        **_batch("decisions", "LoggedDecision"),
+                        "properties": {
+                            **_batch("decisions", "LoggedDecision")["properties"],
+                            "events": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["decision_id", "type"],
+                                    "properties": {
+                                        "decision_id": {"type": "string"},
+                                        "type": {
+                                            "type": "string",
+                                            "enum": ["impression", "click", "conversion"],
+                                        },
+                                        "ts_ms": {"type": "number"},
+                                        "value": {"type": "number", "minimum": 0},
+                                        "session_id": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "200": {
                         "description": "Tokens for the decisions the policy agrees with.",
@@ -218,10 +248,11 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
                             JSON: {
                                 "schema": {
                                     "type": "object",
-                                    "required": ["tokens", "rejected"],
+                                    "required": ["tokens", "rejected", "events_accepted"],
                                     "properties": {
                                         "tokens": {"type": "object"},
                                         "rejected": {"type": "object"},
+                                        "events_accepted": {"type": "integer"},
                                     },
                                 }
                             }

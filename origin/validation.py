@@ -197,6 +197,26 @@ def client_decisions_batch(
     ]
 
 
+def held_events(body: Any, limits: Limits) -> list[dict[str, Any]]:
+    """The optional `events` of `POST /v1/decisions/client`: engagement the snippet held while
+    its decision had no token yet, sent with the decision at pagehide; each names its
+    `decision_id` and gets that decision's token once the origin has re-decided and signed it."""
+    if not isinstance(body, dict) or body.get("events") is None:
+        return []
+    items = _batch(body, "events", limits)
+    for i, item in enumerate(items):
+        where = f"events[{i}]"
+        _text(item, "decision_id", where, limits, True)
+        if item.get("type") not in REWARD_TYPES:
+            raise _bad(f"{where}.type", f"must be one of {', '.join(REWARD_TYPES)}")
+        _number(item, "ts_ms", where)
+        _text(item, "session_id", where, limits, False)
+        value = _number(item, "value", where)
+        if value is not None and value < 0:
+            raise _bad(f"{where}.value", "must not be negative")
+    return items
+
+
 def events_batch(
     body: Any, secret: bytes, now_ms: int, max_age_ms: int, limits: Limits
 ) -> list[dict[str, Any]]:

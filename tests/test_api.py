@@ -273,6 +273,52 @@ def test_client_decisions_are_rechecked_then_signed(client, settings):
     assert [r["decision_id"] for r in logged(settings, DECISION)] == ["client-1"]
 
 
+def test_client_decision_sent_again_with_held_events_is_logged_once(client, settings):
+    """The pagehide beacon repeats a decision whose token request was in flight, with the
+    events that waited for its token: same token, one decision logged, the events recorded."""
+    origin = origin_of(client)
+    made = decide(origin.holder.model, {"url": "/camping"}, "hero", "v3", "client-9").to_dict()
+    record = {k: made[k] for k in ("decision_id", "slot", "variant", "propensity", "model_version")}
+    record.update(visitor_id="v3", context={"url": "/camping"}, ts_ms=1)
+    first = client.post("/v1/decisions/client", json={"decisions": [record]}).json()
+    held = [
+        {"decision_id": "client-9", "type": "impression", "ts_ms": 2, "session_id": "s9"},
+        {"decision_id": "client-9", "type": "click", "ts_ms": 3, "session_id": "s9"},
+        {"decision_id": "never-sent", "type": "click", "ts_ms": 3},
+    ]
+    body = json.dumps({"decisions": [record], "events": held})
+    again = client.post(
+        "/v1/decisions/client", content=body, headers={"content-type": "text/plain"}
+    )  # as navigator.sendBeacon sends it
+    assert again.status_code == 200
+    assert again.json()["tokens"] == first["tokens"]
+    assert again.json()["events_accepted"] == 2
+    assert [r["decision_id"] for r in logged(settings, DECISION)] == ["client-9"]
+    events = logged(settings, EVENT)
+    assert [(e["type"], e["decision_id"], e["variant"]) for e in events] == [
+        ("impression", "client-9", made["variant"]),
+        ("click", "client-9", made["variant"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"type": "click"}, "events[0].decision_id: missing"),
+        ({"decision_id": "d", "type": "view"}, "events[0].type: must be one of"),
+        ({"decision_id": "d", "type": "conversion", "value": -1}, "events[0].value"),
+    ],
+)
+def test_held_events_are_validated_and_named(client, event, message):
+    origin = origin_of(client)
+    made = decide(origin.holder.model, {}, "hero", "v4", "client-10").to_dict()
+    record = {k: made[k] for k in ("decision_id", "slot", "variant", "propensity", "model_version")}
+    record.update(visitor_id="v4", context={}, ts_ms=1)
+    response = client.post("/v1/decisions/client", json={"decisions": [record], "events": [event]})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
 def test_model_is_served_with_etag_and_304(client):
     response = client.get("/v1/model")
     model = load_model(response.content)

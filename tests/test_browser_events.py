@@ -81,6 +81,52 @@ def test_click_on_the_hero_cta_is_joined_to_its_decision(chromium, site, request
     assert logged[0]["propensity"] == pytest.approx(claims.propensity)
 
 
+def test_a_click_before_the_token_arrives_goes_out_with_its_decision_at_pagehide(chromium, site):
+    """No edge, and the snippet's token request never answers (a slow network): the click and
+    navigation away still bring decision, impression and click to the origin, in the pagehide
+    beacon that carries the unsigned decision with the events that waited for its token."""
+    context = chromium.new_context(user_agent=DESKTOP_UA, viewport={"width": 1280, "height": 800})
+    calls: list[str] = []
+
+    def first_token_request_lost(route: Any) -> None:
+        calls.append(route.request.post_data or "")
+        if len(calls) == 1:
+            route.abort()  # the token request; not a timing test
+        else:
+            route.continue_()
+
+    context.route("**/v1/decisions/client", first_token_request_lost)
+    page = context.new_page()
+    errors: list = []
+    page.on("pageerror", lambda error: errors.append(error))
+    try:
+        page.goto(site.url + "/?utm_source=newsletter&utm_medium=email")
+        page.wait_for_function(
+            "firstpaint.fallbacks.some((reason) => reason.startsWith('decision log:'))"
+        )
+        hero = page.evaluate(
+            "(({decision_id, variant, token}) => ({decision_id, variant, token}))"
+            "(firstpaint.decisions.find((d) => d.slot === 'hero'))"
+        )
+        with page.expect_navigation():
+            page.click("[data-fp-slot=hero] a.cta")
+        wait_for(lambda: len(calls) >= 2)
+    finally:
+        context.close()
+    assert errors == []
+    assert hero["token"] is None  # the click happened before any token arrived
+
+    def hero_events() -> list[dict[str, Any]]:
+        found = [e for e in records(site, "event") if e.get("decision_id") == hero["decision_id"]]
+        return found if any(e["type"] == "click" for e in found) else []
+
+    events = wait_for(hero_events)
+    assert {e["type"] for e in events} == {"impression", "click"}
+    assert all(e["variant"] == hero["variant"] for e in events)
+    logged = [d for d in records(site, "decision") if d["decision_id"] == hero["decision_id"]]
+    assert len(logged) == 1
+
+
 @pytest.mark.parametrize("when", ["before-load", "after-load"])
 def test_conversion_is_sent_with_each_decision_token(chromium, site, when):
     context = chromium.new_context(user_agent=DESKTOP_UA)

@@ -68,17 +68,19 @@ export function start(host) {
 
   // Client decisions get their tokens from the origin, which re-decides with the same model
   // version and inputs before it signs: no token for a choice the policy did not make.
+  const decisionRecord = (d) => ({
+    decision_id: d.decision_id,
+    slot: d.slot,
+    variant: d.variant,
+    propensity: d.propensity,
+    model_version: d.model_version,
+    visitor_id: d.visitor_id,
+    context: d.context,
+    ts_ms: d.context.now_ms,
+  });
+
   function logDecisions(batch) {
-    const body = batch.map((d) => ({
-      decision_id: d.decision_id,
-      slot: d.slot,
-      variant: d.variant,
-      propensity: d.propensity,
-      model_version: d.model_version,
-      visitor_id: d.visitor_id,
-      context: d.context,
-      ts_ms: d.context.now_ms,
-    }));
+    const body = batch.map(decisionRecord);
     return fetch(origin + "/v1/decisions/client", { method: "POST", body: JSON.stringify({ decisions: body }), keepalive: true })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
       .then(
@@ -100,8 +102,26 @@ export function start(host) {
   api.earlyConversions.forEach(api.convert);
   api.idleSlots.forEach((el) => watcher.observe(el));
   api.earlyClicks.forEach(api.click);
-  W.addEventListener("pagehide", guard(flush));
-  D.addEventListener("visibilitychange", guard(() => D.visibilityState === "hidden" && flush()));
+  // Leaving the page: what still waits for a token (a click right after load, before the
+  // origin answered) goes out with its decisions, which the origin re-decides, signs and then
+  // records the events for; a decision it already signed is not logged twice.
+  function flushUnsigned() {
+    const held = queue.filter((e) => !e.decision.token);
+    if (!held.length) return;
+    const body = {
+      decisions: [...new Set(held.map((e) => e.decision))].map(decisionRecord),
+      events: held.map((e) => ({ decision_id: e.decision.decision_id, type: e.type, ts_ms: e.ts_ms, value: e.value, session_id: api.who.session })),
+    };
+    if (navigator.sendBeacon(origin + "/v1/decisions/client", JSON.stringify(body))) {
+      for (const e of held) queue.splice(queue.indexOf(e), 1);
+    }
+  }
+  const leave = guard(() => {
+    flush();
+    flushUnsigned();
+  });
+  W.addEventListener("pagehide", leave);
+  D.addEventListener("visibilitychange", guard(() => D.visibilityState === "hidden" && leave()));
 
   // --- the Python policy in Pyodide, after load -------------------------------------------------
 
