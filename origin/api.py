@@ -97,18 +97,25 @@ async def post_events(request: Request) -> Response:
     origin = _origin(request)
     try:
         body = await _json_body(request, origin)
-        records = events_batch(
-            body,
-            origin.secret,
-            origin.clock.now_ms(),
-            origin.settings.token_max_age_ms,
-            origin.limits,
-        )
+        records = _events(origin, body)
         await origin.writer.write([(EVENT, r) for r in records])
     except RequestError as exc:
         return _rejected(origin, exc)
     except StorageError as exc:
         return _unavailable(exc)
+    await _committed(origin, records)
+    return JSONResponse({"accepted": len(records)}, status_code=202)
+
+
+def _events(origin: Origin, body: Any) -> list[dict[str, Any]]:
+    """Validated event records of `body`, reward events checked against their tokens."""
+    return events_batch(
+        body, origin.secret, origin.clock.now_ms(), origin.settings.token_max_age_ms, origin.limits
+    )
+
+
+async def _committed(origin: Origin, records: list[dict[str, Any]]) -> None:
+    """Count committed events and feed their sessions (a failure there only stales context)."""
     for record in records:
         origin.metrics.accepted.inc(type=record["type"])
     if any(r.get("session_id") for r in records):
@@ -116,7 +123,6 @@ async def post_events(request: Request) -> Response:
             await origin.run_sessions(_observe_all, origin, records)
         except StorageError:
             origin.metrics.session_errors.inc()  # events are committed; only context is stale
-    return JSONResponse({"accepted": len(records)}, status_code=202)
 
 
 def _observe_all(origin: Origin, records: list[dict[str, Any]]) -> None:
@@ -139,17 +145,7 @@ async def post_client_decisions(request: Request) -> Response:
         signed = [
             {**e, "token": tokens[e["decision_id"]]} for e in held if e["decision_id"] in tokens
         ]
-        events = (
-            events_batch(
-                {"events": signed},
-                origin.secret,
-                origin.clock.now_ms(),
-                origin.settings.token_max_age_ms,
-                origin.limits,
-            )
-            if signed
-            else []
-        )
+        events = _events(origin, {"events": signed}) if signed else []
         if events:
             await origin.writer.write([(EVENT, r) for r in events])
     except RequestError as exc:
@@ -161,13 +157,7 @@ async def post_client_decisions(request: Request) -> Response:
         origin.metrics.rejected.inc(
             reason="client_decision_" + reason.split(":")[0].replace(" ", "_")
         )
-    for record in events:
-        origin.metrics.accepted.inc(type=record["type"])
-    if any(r.get("session_id") for r in events):
-        try:
-            await origin.run_sessions(_observe_all, origin, events)
-        except StorageError:
-            origin.metrics.session_errors.inc()  # events are committed; only context is stale
+    await _committed(origin, events)
     return JSONResponse({"tokens": tokens, "rejected": rejected, "events_accepted": len(events)})
 
 
