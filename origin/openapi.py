@@ -123,6 +123,17 @@ SCHEMAS: dict[str, Any] = {
             "visitor_id": {"type": "string"},
         },
     },
+    "HeldEvent": {
+        "type": "object",
+        "required": ["decision_id", "type"],
+        "properties": {
+            "decision_id": {"type": "string"},
+            "type": {"type": "string", "enum": ["impression", "click", "conversion"]},
+            "ts_ms": {"type": "number"},
+            "value": {"type": "number", "minimum": 0},
+            "session_id": {"type": "string"},
+        },
+    },
     "Accepted": {
         "type": "object",
         "required": ["accepted"],
@@ -131,14 +142,15 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _batch(key: str, item: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [key],
-        "properties": {
-            key: {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}, "minItems": 1}
-        },
-    }
+def _batch(key: str, item: str, optional: dict[str, str] | None = None) -> dict[str, Any]:
+    """A body holding a non-empty list `key` of `item`s, and lists named in `optional`."""
+    lists: dict[str, Any] = {key: {**_list_of(item), "minItems": 1}}
+    lists.update((name, _list_of(schema)) for name, schema in (optional or {}).items())
+    return {"type": "object", "required": [key], "properties": lists}
+
+
+def _list_of(schema: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
 
 
 def _admin(
@@ -217,29 +229,7 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
                     " are recorded as if sent with its token."
                 ),
                 "requestBody": _json_body(
-                    {
-                        **_batch("decisions", "LoggedDecision"),
-                        "properties": {
-                            **_batch("decisions", "LoggedDecision")["properties"],
-                            "events": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["decision_id", "type"],
-                                    "properties": {
-                                        "decision_id": {"type": "string"},
-                                        "type": {
-                                            "type": "string",
-                                            "enum": ["impression", "click", "conversion"],
-                                        },
-                                        "ts_ms": {"type": "number"},
-                                        "value": {"type": "number", "minimum": 0},
-                                        "session_id": {"type": "string"},
-                                    },
-                                },
-                            },
-                        },
-                    }
+                    _batch("decisions", "LoggedDecision", optional={"events": "HeldEvent"})
                 ),
                 "responses": {
                     "200": {
