@@ -15,15 +15,18 @@ export function start(host) {
 
   const queue = [];
   let timer = 0;
+  const engagement = (e) => ({ type: e.type, ts_ms: e.ts_ms, value: e.value, session_id: api.who.session });
+  // One beacon for the queued events `sent`, which leave the queue once the browser took it.
+  function send(path, body, sent) {
+    if (navigator.sendBeacon(origin + path, JSON.stringify(body))) {
+      for (const e of sent) queue.splice(queue.indexOf(e), 1);
+    }
+  }
   function flush() {
     clearTimeout(timer);
     timer = 0;
     const ready = queue.filter((e) => e.decision.token);
-    if (!ready.length) return;
-    const events = ready.map((e) => ({ type: e.type, token: e.decision.token, ts_ms: e.ts_ms, value: e.value, session_id: api.who.session }));
-    if (navigator.sendBeacon(origin + "/v1/events", JSON.stringify({ events }))) {
-      for (const e of ready) queue.splice(queue.indexOf(e), 1);
-    }
+    if (ready.length) send("/v1/events", { events: ready.map((e) => ({ ...engagement(e), token: e.decision.token })) }, ready);
   }
   function track(decision, type, value, now) {
     queue.push({ decision, type, value, ts_ms: Date.now() });
@@ -110,11 +113,9 @@ export function start(host) {
     if (!held.length) return;
     const body = {
       decisions: [...new Set(held.map((e) => e.decision))].map(decisionRecord),
-      events: held.map((e) => ({ decision_id: e.decision.decision_id, type: e.type, ts_ms: e.ts_ms, value: e.value, session_id: api.who.session })),
+      events: held.map((e) => ({ ...engagement(e), decision_id: e.decision.decision_id })),
     };
-    if (navigator.sendBeacon(origin + "/v1/decisions/client", JSON.stringify(body))) {
-      for (const e of held) queue.splice(queue.indexOf(e), 1);
-    }
+    send("/v1/decisions/client", body, held);
   }
   const leave = guard(() => {
     flush();
