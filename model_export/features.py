@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 SPEC_VERSION = "fp-features/1"
 
@@ -311,11 +311,29 @@ def _local_time(context: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+_T = TypeVar("_T")
+
+
+def _per_object(cache: dict[int, tuple[Any, Any]], key: Any, build: Callable[[Any], _T]) -> _T:
+    """`build(key)`, once per object `key` (a model's rules or fields; models are never mutated).
+
+    The entry keeps `key` alive, so its id() is not reused while cached. A few live models at a
+    time: the cache is cleared, never grown without bound.
+    """
+    cached = cache.get(id(key))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    if len(cache) > 16:
+        cache.clear()
+    value = build(key)
+    cache[id(key)] = (key, value)
+    return value
+
+
 class _Rules:
     """A spec's rules, prepared once per rules object; hashed by identity for the caches below."""
 
     def __init__(self, rules: Mapping[str, Any]) -> None:
-        self.rules = rules  # kept alive, so its id() is not reused while this is cached
         self.medium_class: Mapping[str, str] = rules["medium_class"]
         self.referrer_hosts = tuple((v, p) for v, p in rules["referrer_hosts"])
         self.tablet: str = rules["tablet"]
@@ -327,16 +345,11 @@ class _Rules:
         self.log1p_max_pages = math.log1p(rules["max_pages"])
 
 
-_PREPARED: dict[int, _Rules] = {}
+_PREPARED: dict[int, tuple[Any, _Rules]] = {}
 
 
 def _prepared(rules: Mapping[str, Any]) -> _Rules:
-    prepared = _PREPARED.get(id(rules))
-    if prepared is None or prepared.rules is not rules:
-        if len(_PREPARED) > 16:  # a few live models at a time; never grow without bound
-            _PREPARED.clear()
-        prepared = _PREPARED[id(rules)] = _Rules(rules)
-    return prepared
+    return _per_object(_PREPARED, rules, _Rules)
 
 
 # Real traffic repeats a few thousand landing URLs, referrers, user agents and languages: what
@@ -461,13 +474,12 @@ _PLANS: dict[int, tuple[Any, _Plan]] = {}
 
 
 def _plan(fields: list[dict[str, Any]]) -> _Plan:
-    """Per field: (name, kind, value → active feature, `other` feature, `unknown` feature), cached.
+    """Per field: (name, kind, value → active feature, `other`, `unknown` feature), cached."""
+    return _per_object(_PLANS, fields, _build_plan)
 
-    The `(name, 1.0)` pairs are built once and shared by every feature list (tuples: immutable).
-    """
-    cached = _PLANS.get(id(fields))
-    if cached is not None and cached[0] is fields:
-        return cached[1]
+
+def _build_plan(fields: list[dict[str, Any]]) -> _Plan:
+    """`_plan` built: its `(name, 1.0)` pairs are shared by every feature list (immutable)."""
     plan: _Plan = []
     for field in fields:
         name, kind = field["name"], field["kind"]
@@ -475,9 +487,6 @@ def _plan(fields: list[dict[str, Any]]) -> _Plan:
         known = vocab[:-2] if kind == "categorical" else vocab
         names = {v: (f"{name}={v}", 1.0) for v in known}
         plan.append((name, kind, names, (f"{name}=other", 1.0), (f"{name}=unknown", 1.0)))
-    if len(_PLANS) > 16:  # a few live models at a time; never grow without bound
-        _PLANS.clear()
-    _PLANS[id(fields)] = (fields, plan)
     return plan
 
 
