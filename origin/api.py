@@ -7,7 +7,6 @@ write is acknowledged only after its commit; a storage failure is a 503 with no 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -294,26 +293,6 @@ async def get_model(request: Request) -> Response:
     return Response(served.body, media_type="application/json", headers=headers)
 
 
-async def get_model_js(request: Request) -> Response:
-    """`window.firstpaintModel = {model, site}` for the snippet; immutable when `?v=` is current."""
-    origin = _origin(request)
-    try:
-        served = origin.holder.view()
-    except LookupError:
-        return JSONResponse({"error": "no model published yet"}, status_code=503)
-    site = json.dumps(origin.site.to_json(), ensure_ascii=False, separators=(",", ":"))
-    body = b'window.firstpaintModel={"model":' + served.body + b',"site":' + site.encode() + b"};\n"
-    current = served.etag.strip('"')[:8]
-    cache = (
-        "public, max-age=31536000, immutable"
-        if request.query_params.get("v") == current
-        else "no-cache"
-    )
-    return Response(
-        body, media_type="text/javascript", headers={"Cache-Control": cache, "ETag": served.etag}
-    )
-
-
 async def healthz(request: Request) -> Response:
     origin = _origin(request)
     try:
@@ -334,7 +313,6 @@ routes = [
     Route("/v1/decide", post_decide, methods=["POST"]),  # the hot path: matched first
     Route("/v1/decisions", post_decisions, methods=["POST"]),
     Route("/v1/decisions/client", post_client_decisions, methods=["POST"]),
-    Route("/fp/model.js", get_model_js, methods=["GET"]),
     Route("/v1/events", post_events, methods=["POST"]),
     Route("/v1/model", get_model, methods=["GET", "HEAD"]),
     Route("/healthz", healthz, methods=["GET"]),

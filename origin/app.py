@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from model_export.policy import ModelError, load_model
 from model_export.site import Site, SiteError, load_site
-from origin import admin, api, openapi, pages
+from origin import admin, api, openapi, pages, scripts
 from origin.dashboard import dashboard_routes
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.learning import LearningLoop
@@ -144,6 +144,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *api.routes,
+            *scripts.routes,
             *openapi.routes,
             *admin.routes(origin, gate),
             *dashboard_routes(origin.storage, origin.clock),
