@@ -1,5 +1,6 @@
 // Build the browser artefacts into browser/dist/ (served by the origin under /fp/):
-//   snippet.js          the script-tag snippet (IIFE, minified; shares edge/src/features.js and
+//   snippet.js          the snippet's code (IIFE, minified; the origin serves it inside
+//                       /fp/firstpaint.js, after the model; shares edge/src/features.js and
 //                       policy.js, with browser/src/time_zones.js for edge/src/time_zones.js)
 //   after-paint.mjs     what the snippet imports once the document is parsed (events, Pyodide)
 //   pyodide-worker.mjs  the module Web Worker that runs the Python policy in Pyodide

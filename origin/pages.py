@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from origin.api import decide_slots
+from origin.scripts import firstpaint_version
 from origin.services import Origin
 from origin.storage import EVENT
 
@@ -78,13 +79,12 @@ class Shop:
         events join the same session as this origin's own page views and decisions."""
         sections = self.origin.site.sections
         nav = "".join(f'<a href="/{html.escape(s)}">{html.escape(s.title())}</a>' for s in sections)
-        sha8 = (self.origin.holder.model or {}).get("sha256", "")[:8]
         return self.template.substitute(
             title=html.escape(title),
             site_name=html.escape(self.origin.site.name),
             nav=nav,
             content=content,
-            model_version=html.escape(sha8),
+            script_version=html.escape(firstpaint_version(self.origin)),
             session_id=html.escape(session_id),
         )
 

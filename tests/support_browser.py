@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -66,6 +67,17 @@ def build_dist() -> dict[str, Any]:
     if built.returncode != 0:
         raise RuntimeError(f"node browser/build.mjs failed:\n{built.stdout}{built.stderr}"[-4000:])
     return json.loads((DIST / "manifest.json").read_text())
+
+
+# The demo pages' one script tag: the snippet's attributes go on it.
+SCRIPT_TAG = re.compile(r'(<script src="/fp/firstpaint\.js\?v=[0-9a-f]+")></script>')
+
+
+def with_script_attributes(page: str, attributes: str) -> str:
+    """`page` with `attributes` (e.g. `data-fp-pyodide="off"`) on its firstpaint script tag."""
+    tag = SCRIPT_TAG.search(page)
+    assert tag, "no /fp/firstpaint.js script tag in the page"
+    return page[: tag.end(1)] + " " + attributes + page[tag.end(1) :]
 
 
 def launch(playwright: Any, **options: Any) -> Any:

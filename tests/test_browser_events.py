@@ -14,6 +14,7 @@ from tests.support_browser import (
     DESKTOP_UA,
     TEST_SECRET,
     records,
+    with_script_attributes,
 )
 
 pytestmark = pytest.mark.browser
@@ -160,14 +161,7 @@ def consent_page(chromium: Any, site_url: str) -> tuple[Any, Any]:
     context = chromium.new_context(user_agent=DESKTOP_UA)
 
     def consent_mode(route: Any) -> None:
-        body = (
-            route.fetch()
-            .text()
-            .replace(
-                '<script src="/fp/snippet.js">',
-                '<script src="/fp/snippet.js" data-fp-consent="required">',
-            )
-        )
+        body = with_script_attributes(route.fetch().text(), 'data-fp-consent="required"')
         route.fulfill(body=body, content_type="text/html; charset=utf-8")
 
     context.route(site_url + "/", consent_mode)  # not a timing test

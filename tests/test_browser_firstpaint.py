@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import re
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support_browser import (
     MOBILE_UA,
     PAINT_LOG,
     REFERRERS,
+    SCRIPT_TAG,
     TEST_SECRET,
     local_hour,
     painted,
@@ -46,9 +48,11 @@ HERO_HTML = load_site().slots["hero"].variants
 
 
 def open_page(
-    chromium: Any, url: str, referer: str | None, zone: str, device: str
+    chromium: Any, url: str, referer: str | None, zone: str, device: str, routes: dict
 ) -> tuple[Any, Any, list]:
     context = chromium.new_context(timezone_id=zone, locale="en-US", **DEVICES[device])
+    for pattern, handler in routes.items():
+        context.route(pattern, handler)
     page = context.new_page()
     errors: list = []
     page.on("pageerror", lambda error: errors.append(error))
@@ -57,15 +61,43 @@ def open_page(
     return context, page, errors
 
 
+def two_tags(route: Any) -> None:
+    """The page with the data and the code in two tags of its own (/fp/model.js, /fp/snippet.js)."""
+    page = route.fetch().text()
+    tags = '<script src="/fp/model.js"></script>\n<script src="/fp/snippet.js"></script>'
+    route.fulfill(body=SCRIPT_TAG.sub(tags, page), content_type="text/html; charset=utf-8")
+
+
+HOME = re.compile(r"^http://[^/]+/(\?.*)?$")  # the demo home page, with or without a query
+
+
 @pytest.mark.parametrize(("source", "device", "daypart"), MATRIX, ids=["-".join(m) for m in MATRIX])
 def test_hero_at_first_paint_is_the_policy_choice(chromium, site, source, device, daypart):
+    scripts = assert_policy_choice_at_first_paint(chromium, site, source, device, daypart, {})
+    assert len(scripts) == 1 and scripts[0].startswith("/fp/firstpaint.js?v=")  # one tag
+
+
+def test_with_two_tags_of_its_own_the_hero_at_first_paint_is_the_policy_choice(chromium, site):
+    """A site may load /fp/model.js and /fp/snippet.js with two tags instead of the one file."""
+    routes = {HOME: two_tags}  # not a timing test: the HTTP cache does not matter here
+    scripts = assert_policy_choice_at_first_paint(
+        chromium, site, "email", "mobile", "evening", routes
+    )
+    assert scripts == ["/fp/model.js", "/fp/snippet.js"]
+
+
+def assert_policy_choice_at_first_paint(
+    chromium: Any, site: Any, source: str, device: str, daypart: str, routes: dict
+) -> list[str]:
+    """Open the page in this context and check its hero; return the page's script sources."""
     referer, query = REFERRERS[source]
     zone = zone_at(DAYPARTS[daypart])
     url = site.url + "/" + query
-    context, page, errors = open_page(chromium, url, referer, zone, device)
+    context, page, errors = open_page(chromium, url, referer, zone, device, routes)
     try:
         hero = painted(page, "hero")
         page.wait_for_load_state("load")
+        scripts = page.evaluate("[...document.scripts].map((s) => s.getAttribute('src'))")
         model = page.evaluate("window.firstpaintModel.model")
         decision = page.evaluate(
             "(() => { const d = firstpaint.decisions.find((d) => d.slot === 'hero');"
@@ -103,6 +135,7 @@ def test_hero_at_first_paint_is_the_policy_choice(chromium, site, source, device
 
     assert_painted_once(hero, variant)
     assert errors == []
+    return scripts
 
 
 def assert_painted_once(hero: Any, variant: str) -> None:
@@ -208,20 +241,32 @@ def test_a_hero_swapped_after_paint_is_caught(chromium, site):
     assert [s["html"] for s in hero.changed_after_first_render()] == ["<h1>Swapped late</h1>"]
 
 
+def without_model(route: Any) -> None:
+    """/fp/firstpaint.js as the origin serves it before any model is published."""
+    script = route.fetch().text()
+    script = re.sub(r"^window\.firstpaintModel=.*\n", "", script, flags=re.M)
+    route.fulfill(body=script, content_type="text/javascript")
+
+
 FAILURES = {
-    "snippet-unreachable": ("**/fp/snippet.js", lambda route: route.abort()),
-    "snippet-500": ("**/fp/snippet.js", lambda route: route.fulfill(status=500, body="boom")),
-    "model-unreachable": ("**/fp/model.js*", lambda route: route.abort()),
-    "model-404": ("**/fp/model.js*", lambda route: route.fulfill(status=404, body="not found")),
-    "after-paint-unreachable": ("**/fp/after-paint.mjs", lambda route: route.abort()),
+    "script-unreachable": {"**/fp/firstpaint.js*": lambda route: route.abort()},
+    "script-500": {"**/fp/firstpaint.js*": lambda route: route.fulfill(status=500, body="boom")},
+    "model-missing": {"**/fp/firstpaint.js*": without_model},
+    "two-tags-model-unreachable": {HOME: two_tags, "**/fp/model.js*": lambda r: r.abort()},
+    "two-tags-model-404": {
+        HOME: two_tags,
+        "**/fp/model.js*": lambda route: route.fulfill(status=404, body="not found"),
+    },
+    "two-tags-snippet-unreachable": {HOME: two_tags, "**/fp/snippet.js": lambda r: r.abort()},
+    "after-paint-unreachable": {"**/fp/after-paint.mjs": lambda route: route.abort()},
 }
 
 
 @pytest.mark.parametrize("failure", FAILURES)
 def test_default_hero_and_no_page_error_when_a_file_is_missing(chromium, site, failure):
-    pattern, handler = FAILURES[failure]
     context = chromium.new_context()
-    context.route(pattern, handler)  # not a timing test: the HTTP cache does not matter here
+    for pattern, handler in FAILURES[failure].items():
+        context.route(pattern, handler)  # not a timing test: the HTTP cache does not matter here
     page = context.new_page()
     errors: list = []
     page.on("pageerror", lambda error: errors.append(error))
@@ -240,5 +285,5 @@ def test_default_hero_and_no_page_error_when_a_file_is_missing(chromium, site, f
     assert html.unescape(hero.first_rendered()["html"]) == html.unescape(HERO_HTML["default"])
     assert hero.first_rendered()["variant"] is None
     assert hero.changed_after_first_render() == []
-    if failure.startswith("model"):
+    if "model" in failure:
         assert "model unavailable: window.firstpaintModel is not set" in state

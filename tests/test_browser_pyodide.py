@@ -14,6 +14,7 @@ from tests.support_browser import (
     golden_mismatches,
     policy_variant,
     records,
+    with_script_attributes,
 )
 
 pytestmark = pytest.mark.browser
@@ -92,14 +93,7 @@ def test_pyodide_off_attribute_keeps_the_worker_from_starting(chromium, site):
     requested: list[str] = []
 
     def pyodide_off(route: Any) -> None:
-        body = (
-            route.fetch()
-            .text()
-            .replace(
-                '<script src="/fp/snippet.js">',
-                '<script src="/fp/snippet.js" data-fp-pyodide="off">',
-            )
-        )
+        body = with_script_attributes(route.fetch().text(), 'data-fp-pyodide="off"')
         route.fulfill(body=body, content_type="text/html; charset=utf-8")
 
     context.route(site.url + "/", pyodide_off)  # not a timing test

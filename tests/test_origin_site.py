@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 
@@ -9,10 +11,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from model_export.features import features
-from model_export.policy import scores
+from model_export.policy import scores, seal
 from origin.app import create_app
 from origin.clock import ManualClock
 from origin.pages import load_catalog
+from origin.scripts import COMPILE_HINT, firstpaint_version
 from origin.services import Settings
 from origin.storage import DECISION
 from origin.storage.redis import RedisStorage
@@ -49,9 +52,10 @@ def slot_html(page: str, slot: str) -> tuple[str, str]:
 def test_home_page_has_default_slots_and_the_snippet_in_head(client):
     page = client.get("/").text
     head = page.split("</head>")[0]
-    assert '<script src="/fp/snippet.js"></script>' in head
-    sha8 = client.app.state.origin.holder.model["sha256"][:8]
-    assert f'<script src="/fp/model.js?v={sha8}"></script>' in head
+    version = firstpaint_version(client.app.state.origin)
+    assert re.findall(r"<script[^>]*>", head) == [
+        f'<script src="/fp/firstpaint.js?v={version}">'
+    ]  # one tag
     site = client.app.state.origin.site
     attrs, inner = slot_html(page, "hero")
     assert inner == site.slots["hero"].variants[site.slots["hero"].default] and attrs == ""
@@ -103,10 +107,77 @@ def test_request_values_are_escaped(client):
     assert "<script>x" not in page and payload not in page
 
 
+def fake_dist(tmp_path, code: str):
+    """A browser_dist holding only a snippet.js with `code` (after the build's compile hint)."""
+    dist = tmp_path / "dist"
+    dist.mkdir(exist_ok=True)
+    (dist / "snippet.js").write_bytes(COMPILE_HINT + code.encode())
+    return dist
+
+
+def fake_settings(tmp_path) -> Settings:
+    """An origin whose browser_dist holds a snippet.js of one statement, `snippet();`."""
+    dist = fake_dist(tmp_path, "snippet();\n")
+    return Settings(
+        db=str(tmp_path / "o.db"), token_secret=SECRET, learner="off", browser_dist=dist
+    )
+
+
+def test_firstpaint_js_is_the_compile_hint_the_model_and_the_snippet_in_one_file(tmp_path):
+    with TestClient(create_app(fake_settings(tmp_path))) as client:
+        origin = client.app.state.origin
+        version = firstpaint_version(origin)
+        script = client.get(f"/fp/firstpaint.js?v={version}")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert script.headers["etag"] == f'"{version}"'
+        hint, data, code = script.content.split(b"\n", 2)
+        assert (hint + b"\n", code) == (COMPILE_HINT, b"snippet();\n")  # the hint only once
+        assert data == client.get("/fp/model.js").content.rstrip(b"\n")
+        assert data.startswith(b"window.firstpaintModel=") and data.endswith(b";")
+        bundle = json.loads(data.removeprefix(b"window.firstpaintModel=").removesuffix(b";"))
+        assert bundle == {"model": origin.holder.model, "site": origin.site.to_json()}
+        assert version == hashlib.sha256(script.content).hexdigest()[:16]
+        for stale in ("", "?v=", "?v=0123456789abcdef", f"?v={version[:8]}"):
+            again = client.get("/fp/firstpaint.js" + stale)
+            assert again.headers["cache-control"] == "no-cache", stale
+            assert again.content == script.content
+        revalidated = client.get("/fp/firstpaint.js", headers={"if-none-match": f'"{version}"'})
+        assert revalidated.status_code == 304 and revalidated.content == b""
+
+
+def test_a_new_model_or_a_new_snippet_gets_a_new_script_url(tmp_path):
+    with TestClient(create_app(fake_settings(tmp_path))) as client:
+        origin = client.app.state.origin
+        first = firstpaint_version(origin)
+        model = origin.holder.model
+        origin.holder.publish(seal({**model, "model_version": model["model_version"] + "-b"}), 1)
+        second = firstpaint_version(origin)
+        fake_dist(tmp_path, "snippet(2);\n")
+        third = firstpaint_version(origin)
+        assert len({first, second, third}) == 3
+        assert f"/fp/firstpaint.js?v={third}" in client.get("/").text
+        script = client.get(f"/fp/firstpaint.js?v={third}")
+        assert script.content.endswith(b"snippet(2);\n") and b"-b" in script.content
+        assert client.get(f"/fp/firstpaint.js?v={first}").headers["cache-control"] == "no-cache"
+
+
+def test_without_a_model_firstpaint_js_is_the_snippet_alone(tmp_path, monkeypatch):
+    with TestClient(create_app(fake_settings(tmp_path))) as client:
+        holder = client.app.state.origin.holder
+        monkeypatch.setattr(holder, "model", None)
+        monkeypatch.setattr(holder, "_views", {})
+        script = client.get("/fp/firstpaint.js")
+        assert script.status_code == 200 and script.content == COMPILE_HINT + b"snippet();\n"
+        assert client.get("/fp/model.js").status_code == 503
+
+
 def test_fp_files_are_served_when_built_and_404_when_not(client, tmp_path):
     origin = client.app.state.origin
     if (origin.settings.browser_dist / "snippet.js").exists():
         assert client.get("/fp/snippet.js").status_code == 200
+        assert client.get("/fp/firstpaint.js").status_code == 200
     if (origin.settings.pyodide_dir / "pyodide.asm.wasm").exists():
         wasm = client.get("/fp/pyodide/pyodide.asm.wasm")
         assert wasm.status_code == 200 and wasm.headers["content-type"] == "application/wasm"
@@ -119,6 +190,8 @@ def test_fp_files_are_served_when_built_and_404_when_not(client, tmp_path):
     )
     with TestClient(create_app(settings)) as bare:
         assert bare.get("/fp/snippet.js").status_code == 404
+        assert bare.get("/fp/firstpaint.js").status_code == 404
+        assert '<script src="/fp/firstpaint.js?v="></script>' in bare.get("/").text
         assert bare.get("/fp/pyodide/pyodide.js").status_code == 404
 
 

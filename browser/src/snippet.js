@@ -1,7 +1,10 @@
-// The firstpaint script tag: one synchronous <script> in <head>, after the model script.
+// The firstpaint script tag: one synchronous <script> in <head>.
 //
-//   <script src="/fp/model.js?v=<sha8>"></script>   sets window.firstpaintModel = {model, site}
-//   <script src="/fp/snippet.js"></script>
+//   <script src="/fp/firstpaint.js?v=<version>"></script>
+//
+// The origin serves this bundle inside that file, after the line that sets
+// window.firstpaintModel = {model, site} (origin/scripts.py); a site may also load the two
+// parts with tags of its own, /fp/model.js?v=<sha8> first, then /fp/snippet.js.
 //
 // Edge in front (the slot carries `data-fp-decision`): the content is left alone, only measured.
 // No edge: each [data-fp-slot] is decided with the edge's own policy.js while the document is
