@@ -225,7 +225,7 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # a tuple: faster than |
         return None
     return float(value) if math.isfinite(value) else None
 
@@ -288,7 +288,10 @@ def _first_rule(rules: Iterable[Sequence[str]], text: str) -> str | None:
 
 @lru_cache(maxsize=512)
 def _zone(name: str) -> Any:
-    """The tzinfo for an IANA zone name, or None when unknown (cached: zones repeat)."""
+    """The tzinfo for an IANA zone name, or None when unknown or malformed (cached: zones
+    repeat)."""
+    if len(name) > 64 or not _TIMEZONE.match(name):
+        return None
     try:
         from zoneinfo import ZoneInfo
 
@@ -298,11 +301,10 @@ def _zone(name: str) -> Any:
 
 
 def _local_time(context: Mapping[str, Any]) -> datetime | None:
-    zone = _text(context.get("timezone"))
     now_ms = _number(context.get("now_ms"))
-    if now_ms is None or len(zone) > 64 or not _TIMEZONE.match(zone):
+    if now_ms is None:
         return None
-    tz = _zone(zone)
+    tz = _zone(_text(context.get("timezone")))
     if tz is None:
         return None
     try:
@@ -314,8 +316,9 @@ def _local_time(context: Mapping[str, Any]) -> datetime | None:
 _T = TypeVar("_T")
 
 
-def _per_object(cache: dict[int, tuple[Any, Any]], key: Any, build: Callable[[Any], _T]) -> _T:
-    """`build(key)`, once per object `key` (a model's rules or fields; models are never mutated).
+def per_object(cache: dict[int, tuple[Any, Any]], key: Any, build: Callable[[Any], _T]) -> _T:
+    """`build(key)`, once per object `key` (a model's rules, fields or slots; models are never
+    mutated once in use).
 
     The entry keeps `key` alive, so its id() is not reused while cached. A few live models at a
     time: the cache is cleared, never grown without bound.
@@ -349,7 +352,7 @@ _PREPARED: dict[int, tuple[Any, _Rules]] = {}
 
 
 def _prepared(rules: Mapping[str, Any]) -> _Rules:
-    return _per_object(_PREPARED, rules, _Rules)
+    return per_object(_PREPARED, rules, _Rules)
 
 
 # Real traffic repeats a few thousand landing URLs, referrers, user agents and languages: what
@@ -399,6 +402,13 @@ def _classify_agent(ua: str, mobile_hint: str, rules: _Rules) -> tuple[str | Non
 
 
 @lru_cache(maxsize=1024)
+def _country(text: str) -> str | None:
+    """An ISO 3166 alpha-2 code (any ASCII case, trimmed) in upper case, or None."""
+    country = upper(trim(text))
+    return country if _COUNTRY.match(country) else None
+
+
+@lru_cache(maxsize=1024)
 def _language(accept_language: str) -> str | None:
     language = accept_language.split(",", 1)[0].split(";", 1)[0]
     language = lower(trim(language).replace("_", "-").split("-", 1)[0])
@@ -407,7 +417,7 @@ def _language(accept_language: str) -> str | None:
 
 def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
     """Each field's raw value before vocabulary lookup (`None` = unknown)."""
-    if not isinstance(context, Mapping):
+    if not isinstance(context, dict) and not isinstance(context, Mapping):  # dict: no ABC check
         context = {}
     prepared = _prepared(rules)
     url_host, section, source, medium, campaign = _page(_text(context.get("url")))
@@ -433,11 +443,12 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
     local = _local_time(context)
     hour = None if local is None else local.hour + local.minute / 60.0
 
-    country = upper(trim(_text(context.get("country"))))
+    country = _country(_text(context.get("country")))
     returning = context.get("returning")
 
     session = context.get("session")
-    session = session if isinstance(session, Mapping) else {}
+    if not isinstance(session, dict) and not isinstance(session, Mapping):
+        session = {}
     categories = session.get("categories")
     categories = categories if isinstance(categories, list) else []
     price = _number(session.get("price"))
@@ -456,7 +467,7 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         "hour_sin": 0.0 if hour is None else math.sin(2 * math.pi * hour / 24),
         "hour_cos": 0.0 if hour is None else math.cos(2 * math.pi * hour / 24),
         "weekday": None if local is None else _WEEKDAYS[local.weekday()],
-        "country": country if _COUNTRY.match(country) else None,
+        "country": country,
         "language": _language(_text(context.get("accept_language"))),
         "visitor": ("returning" if returning else "new") if isinstance(returning, bool) else None,
         "landing_section": section,
@@ -475,7 +486,7 @@ _PLANS: dict[int, tuple[Any, _Plan]] = {}
 
 def _plan(fields: list[dict[str, Any]]) -> _Plan:
     """Per field: (name, kind, value → active feature, `other`, `unknown` feature), cached."""
-    return _per_object(_PLANS, fields, _build_plan)
+    return per_object(_PLANS, fields, _build_plan)
 
 
 def _build_plan(fields: list[dict[str, Any]]) -> _Plan:
@@ -502,7 +513,7 @@ def features(context: Mapping[str, Any], spec: Mapping[str, Any]) -> list[Featur
         elif kind == "numeric":
             if value != 0.0:
                 append((name, value))
-        else:  # multi_hot
+        elif value:  # multi_hot
             present = set(value)
             active.extend(pair for v, pair in names.items() if v in present)
     return active

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from model_export.features import Feature, SpecError, features, validate_spec
+from model_export.features import Feature, SpecError, features, per_object, validate_spec
 
 FORMAT = "firstpaint.model/1"
 _TWO_32 = 4294967296.0
@@ -53,6 +53,11 @@ def js_number(x: float) -> str:
         raise ModelError(f"non-finite number {x!r} cannot be stored in a model")
     if x == 0:
         return "0"
+    text = repr(float(x))
+    if "e" not in text:
+        # Python writes 1e-4 <= |x| < 1e16 positionally, and JS does too (1e-6 <= |x| < 1e21),
+        # with the same shortest round-trip digits; JS only drops a ".0".
+        return text[:-2] if text.endswith(".0") else text
     mantissa, _, exp = repr(abs(float(x))).partition("e")
     whole, _, frac = mantissa.partition(".")
     significant = (whole + frac).lstrip("0")
@@ -177,21 +182,44 @@ def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
 
 
+class _Scorer:
+    """A slot's parameters laid out for scoring, built once per slot object.
+
+    `rows[name]` holds the (variant index, weight) pairs of feature `name`, so one pass over the
+    active features updates every variant's logit instead of one dict lookup per variant and
+    feature. Each logit still starts from its bias and adds its terms in feature order, so the
+    scores are bit-for-bit those of the definition (CONTRACT §6).
+    """
+
+    def __init__(self, slot: Mapping[str, Any]) -> None:
+        self.variants: list[str] = list(slot["variants"])
+        bias, all_weights = slot["bias"], slot["weights"]
+        self.bias = [float(bias.get(v, 0.0)) for v in self.variants]
+        rows: dict[str, list[tuple[int, float]]] = {}
+        for i, variant in enumerate(self.variants):
+            for name, w in (all_weights.get(variant) or {}).items():
+                if w is not None:
+                    rows.setdefault(name, []).append((i, w))
+        self.rows = rows
+
+    def logits(self, active: list[Feature]) -> list[float]:
+        z = self.bias.copy()
+        row_of = self.rows.get
+        for name, value in active:
+            row = row_of(name)
+            if row is not None:
+                for i, w in row:
+                    z[i] += w * value
+        return z
+
+
+_SCORERS: dict[int, tuple[Any, _Scorer]] = {}
+
+
 def scores(slot: Mapping[str, Any], active: list[Feature]) -> dict[str, float]:
     """Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order."""
-    result: dict[str, float] = {}
-    bias, all_weights = slot["bias"], slot["weights"]
-    for variant in slot["variants"]:
-        z = float(bias.get(variant, 0.0))
-        weights = all_weights.get(variant)
-        if weights:
-            weight = weights.get
-            for name, value in active:
-                w = weight(name)
-                if w is not None:
-                    z += w * value
-        result[variant] = sigmoid(z)
-    return result
+    scorer = per_object(_SCORERS, slot, _Scorer)
+    return dict(zip(scorer.variants, map(sigmoid, scorer.logits(active)), strict=True))
 
 
 def _best(variants: list[str], p: Mapping[str, float]) -> str:
@@ -212,14 +240,17 @@ def choice_probabilities(slot: Mapping[str, Any], p: Mapping[str, float]) -> dic
         best = _best(variants, p)
         return {v: e / k + (1 - e) * (v == best) for v in variants}
     t, floor = exploration["temperature"], exploration["floor"]
-    m = max(p[v] for v in variants)
-    expd = {v: math.exp((p[v] - m) / t) for v in variants}
-    total = sum(expd[v] for v in variants)
-    return {v: floor + (1 - k * floor) * (expd[v] / total) for v in variants}
+    values = [p[v] for v in variants]
+    m = max(values)
+    expd = [math.exp((x - m) / t) for x in values]
+    total = sum(expd)
+    return {v: floor + (1 - k * floor) * (e / total) for v, e in zip(variants, expd, strict=True)}
 
 
 def _top_features(slot: Mapping[str, Any], variant: str, active: list[Feature]) -> list[list[Any]]:
-    weights = slot["weights"].get(variant, {})
+    weights = slot["weights"].get(variant)
+    if not weights:
+        return []
     contributions = [(n, weights[n] * x) for n, x in active if weights.get(n, 0) * x != 0]
     contributions.sort(key=lambda c: -abs(c[1]))  # stable: ties keep feature order
     return [[n, c] for n, c in contributions[:3]]
@@ -249,19 +280,22 @@ def decide(
     best = _best(variants, p)
     version = model["model_version"]
 
-    def made(variant: str, propensity: float, **flags: bool) -> Decision:
+    def made(
+        variant: str, propensity: float, holdout: bool = False, explored: bool = False,
+        forced: bool = False,
+    ) -> Decision:  # fmt: skip
         return Decision(
             slot=slot,
             variant=variant,
             propensity=propensity,
-            holdout=flags.get("holdout", False),
-            explored=flags.get("explored", False),
+            holdout=holdout,
+            explored=explored,
             scores=p,
             probabilities=pi,
             model_version=version,
             decision_id=decision_id,
             top_features=_top_features(config, variant, active),
-            forced=flags.get("forced", False),
+            forced=forced,
         )
 
     if force is not None and force in variants:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model_export.policy import ModelError, load_model
 from model_export.site import Site, SiteError, load_site
@@ -121,6 +122,30 @@ async def _follow_models(origin: Origin) -> None:
             log.warning("model refresh failed: %s", exc)
 
 
+class DecideFirst:
+    """ASGI middleware: `POST /v1/decide` goes straight to its endpoint (`api.post_decide`).
+
+    The hot path skips the router's scan and the exception middleware; everything else, and a
+    request under a root path, goes through Starlette, whose `/v1/decide` route is the same
+    endpoint (and answers 405 to other methods). Installed inside the rate limiter, so the
+    limits apply to it as to the other routes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/v1/decide"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            await api.post_decide(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
     """The origin application for `settings` (storage opened from them unless given)."""
     origin = build_origin(settings, storage)
@@ -152,6 +177,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(DecideFirst)
     limits = settings.rate_limits
     if limits.per_ip or limits.per_visitor:  # FP_RATE_LIMIT=off: not even a pass-through layer
         app.add_middleware(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -48,3 +51,13 @@ def test_malformed_tokens_are_not_forged_but_unreadable(token):
     with pytest.raises(TokenError) as error:
         verify(b"s", token)
     assert not error.value.forged
+
+
+@pytest.mark.parametrize("length", [1, 12, 63, 64, 65, 130])
+def test_signatures_are_hmac_sha256_for_secrets_of_any_length(length):
+    secret = bytes((7 * i + length) % 256 for i in range(length))
+    token = sign(secret, vectors()[0]["decision"], 1_764_000_000_000)
+    payload, signature = token.split(".")
+    expected = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(signature + "=") == expected
+    assert verify(secret, token).decision_id == vectors()[0]["decision"]["decision_id"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
+import shutil
+import struct
+import subprocess
 from collections import Counter
 
 import pytest
@@ -124,6 +128,25 @@ def test_fnv1a32_reference_values() -> None:
 )
 def test_numbers_are_written_as_javascript_writes_them(x: float, text: str) -> None:
     assert js_number(x) == text
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_numbers_are_written_as_node_writes_them() -> None:
+    """Doubles of every magnitude, and those next to where either language changes notation."""
+    rng = random.Random(7)
+    xs = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(3000)]
+    xs += [rng.uniform(0, 1) * 10.0 ** rng.randint(-9, 23) for _ in range(3000)]
+    for edge in (1e-7, 1e-6, 1e-5, 1e-4, 1e15, 1e16, 1e17, 1e21, 1e22):
+        xs += [edge, math.nextafter(edge, 0), math.nextafter(edge, math.inf)]
+    xs += [0.1 + 0.2, 5e-324, 1.7976931348623157e308, 123.0, 2.0**53, 0.001, 1 / 3]
+    xs = [x for x in xs if math.isfinite(x) and x != 0]
+    xs += [-x for x in xs[::7]]
+    script = "process.stdout.write(JSON.stringify(JSON.parse(require('fs').readFileSync(0))"
+    script += ".map(x => String(x))))"
+    node = subprocess.run(
+        ["node", "-e", script], input=json.dumps(xs), capture_output=True, text=True, check=True
+    )
+    assert [js_number(x) for x in xs] == json.loads(node.stdout)
 
 
 def test_canonical_json_sorts_keys_and_keeps_unicode() -> None:
