@@ -3,7 +3,8 @@
 
 /**
  * Rewrite `response` with the prepared `slots` (slot name → {slot, variant, html, token}).
- * `onShown(prepared)` is called once per slot, when it is first found in the page.
+ * `onShown(prepared)` is called once per slot, when it is first found in the page (a slot nested
+ * in a rewritten slot is not in the page).
  * (No document-end handler: workerd then holds the stream's last chunk for a JS round trip.)
  */
 export function rewriteSlots(response, slots, onShown) {
@@ -11,6 +12,9 @@ export function rewriteSlots(response, slots, onShown) {
   return new HTMLRewriter()
     .on('[data-fp-slot]', {
       element(element) {
+        // A slot inside a slot rewritten above it went with the old content: HTMLRewriter still
+        // calls the handler, but the visitor never sees it, so it is neither rewritten nor logged.
+        if (element.removed) return;
         const prepared = slots.get(element.getAttribute('data-fp-slot'));
         if (!prepared) return; // a slot the model or the site config does not know stays as it is
         // The origin already decided (and logged) this slot: showing another variant would make
