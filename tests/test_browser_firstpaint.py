@@ -220,6 +220,53 @@ def wait_for_decision(site: Any, decision_id: str) -> dict[str, Any]:
     raise AssertionError(f"decision {decision_id} never reached the origin")
 
 
+# Before any page script: the rendering updates run before each first use of sessionStorage.
+SESSION_STORAGE_LOG = """
+(() => {
+  let frames = 0;
+  const tick = () => { frames++; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  const own = Object.getOwnPropertyDescriptor(window, 'sessionStorage')
+    || Object.getOwnPropertyDescriptor(Window.prototype, 'sessionStorage');
+  window.__fpSessionStorageAt = null;
+  Object.defineProperty(window, 'sessionStorage', {configurable: true, get() {
+    if (window.__fpSessionStorageAt === null) window.__fpSessionStorageAt = frames;
+    return own.get.call(window);
+  }});
+})();
+"""
+
+VISIT = (
+    "({returning: firstpaint.decisions.find((d) => d.slot === 'hero').context.returning,"
+    " visitor: firstpaint.who.visitor, session: firstpaint.who.session,"
+    " fp_ret: sessionStorage.getItem('fp_ret'), storage_at_frame: window.__fpSessionStorageAt})"
+)
+
+
+def test_the_returning_flag_is_kept_for_the_tab_session(chromium, site):
+    """A visitor is new on every page of the tab session that created their id, returning in any
+    later one; a new visitor's pages leave sessionStorage alone until a frame was rendered."""
+    context = chromium.new_context(user_agent=DESKTOP_UA)
+    context.add_init_script(SESSION_STORAGE_LOG)
+    visits = []
+    try:
+        for tab in (context.new_page(), context.new_page()):  # a new tab: a new session
+            for _ in range(2):
+                tab.goto(site.url + "/")
+                tab.wait_for_function("window.firstpaint && firstpaint.who.session")
+                visits.append(tab.evaluate(VISIT))
+    finally:
+        context.close()
+    first, _, later, _ = visits
+    assert [v["returning"] for v in visits] == [False, False, True, True]
+    assert [v["fp_ret"] for v in visits] == ["0", "0", "1", "1"]
+    assert len({v["visitor"] for v in visits}) == 1 and first["visitor"]
+    assert first["storage_at_frame"] >= 1  # new: after a rendering update
+    assert later["storage_at_frame"] == 0  # returning: read before the first decision
+    # The origin's pages name their session (its cookie), which every tab here shares.
+    assert len({v["session"] for v in visits}) == 1 and first["session"]
+
+
 def test_a_hero_swapped_after_paint_is_caught(chromium, site):
     """The flicker check itself: a hero replaced after `load` (as anti-flicker tools do) fails."""
     context = chromium.new_context()

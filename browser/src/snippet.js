@@ -48,20 +48,34 @@ const store = (area, key, value) => {
   }
 };
 
+// Before the first decision: the visitor id (created on a first visit) and the returning flag,
+// which the tab's session keeps as it was on the session's first page. Only a visitor with an id
+// from before can be returning, so a new visitor's pages never touch sessionStorage before the
+// first paint (its first access costs a synchronous round trip to the browser process).
+let created = false;
 function identity(granted) {
   if (!granted) return { visitor: "" };
   store("localStorage", "fp_consent", "1");
   let visitor = store("localStorage", "fp_vid");
-  let returning = store("sessionStorage", "fp_ret");
-  if (returning === null) store("sessionStorage", "fp_ret", (returning = visitor ? "1" : "0"));
-  if (!visitor) store("localStorage", "fp_vid", (visitor = randomId()));
+  let returning = visitor ? store("sessionStorage", "fp_ret") : "0";
+  if (returning === null) store("sessionStorage", "fp_ret", (returning = "1"));
+  if ((created = !visitor)) store("localStorage", "fp_vid", (visitor = randomId()));
+  return { visitor, returning: returning === "1" };
+}
+
+// After the first paint (or when the page is left first): the session id, which only events
+// need, and a new visitor's flag for the session's later pages.
+function settle() {
+  const who = api.who;
+  if (!who.visitor || who.session) return;
+  if (created) store("sessionStorage", "fp_ret", "0");
   // A page served by the firstpaint origin names its session (the origin's own page views and
   // decisions are kept under it), so the events sent from here join the same session.
   const meta = D.querySelector('meta[name="fp-session"]');
   const stored = store("sessionStorage", "fp_sid");
   const session = (meta && meta.content) || stored || randomId();
   if (session !== stored) store("sessionStorage", "fp_sid", session);
-  return { visitor, session, returning: returning === "1" };
+  who.session = session;
 }
 api.who = { visitor: "" };
 api.consent = guard((granted) => {
@@ -69,6 +83,7 @@ api.consent = guard((granted) => {
     for (const area of ["localStorage", "sessionStorage"]) for (const key of ["fp_consent", "fp_vid", "fp_ret", "fp_sid"]) store(area, key, null);
   }
   api.who = identity(granted);
+  settle();
 });
 
 api.context = () => {
@@ -163,17 +178,15 @@ guard(() => {
       parsing = false;
     }),
   );
-  // Measurement waits for `load`, so it never competes with the first paint.
-  W.addEventListener(
-    "load",
-    guard(() =>
-      setTimeout(
-        guard(() =>
-          import(new URL("after-paint.mjs", script.src))
-            .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
-            .catch((err) => fallback("after-paint: " + err.message)),
-        ),
-      ),
-    ),
-  );
+  // Measurement waits for `load` and then for a frame to be painted (`load` may come first on a
+  // small page), so it never competes with the first paint; a hidden page paints nothing.
+  const afterPaint = (fn) => (D.hidden ? setTimeout(fn) : requestAnimationFrame(() => setTimeout(fn)));
+  const start = guard(() => {
+    settle();
+    import(new URL("after-paint.mjs", script.src))
+      .then((m) => m.start({ api, model, option, guard, fallback, randomId }))
+      .catch((err) => fallback("after-paint: " + err.message));
+  });
+  W.addEventListener("load", guard(() => afterPaint(start)));
+  W.addEventListener("pagehide", guard(settle));
 })();

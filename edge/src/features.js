@@ -440,8 +440,8 @@ function rawValues(context, rules) {
 // index instead of hashing its name.
 const featureIds = new Map();
 
-/** The id of feature `name`; the `id` of a features() pair, where it has one, is the same. */
-export function featureId(name) {
+// The id of feature `name`, carried by features() pairs as their `id`.
+function featureId(name) {
   let id = featureIds.get(name);
   if (id === undefined) featureIds.set(name, (id = featureIds.size));
   return id;

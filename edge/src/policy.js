@@ -4,7 +4,7 @@
 //
 // Loading is async (`checkModel` hashes the model once); deciding is synchronous.
 
-import { featureId, features, validateSpec, SpecError } from './features.js';
+import { features, validateSpec, SpecError } from './features.js';
 
 export const FORMAT = 'firstpaint.model/1';
 const TWO_32 = 4294967296.0;
@@ -175,10 +175,12 @@ function own(object, key) {
 }
 
 // A slot compiled for scoring, once per slot object (models are never mutated after loading):
-// the variants' biases and, per weighted feature, its non-zero weights as [variant index,
-// weight] pairs, flat — weights are sparse, and a missing one adds nothing — found by feature id
-// (features() pairs carry it) or by name. Deciding is synchronous, so each slot also owns
-// scratch space: z, p and π by variant index, and the weights of each active feature.
+// the variants' biases and, per feature, its non-zero weights as [variant index, weight] pairs,
+// flat — weights are sparse, and a missing one adds nothing — found by feature id (features()
+// pairs carry it) or by name. A feature's pairs are gathered the first time it is active, so a
+// page's one decision reads the weights of its ~20 active features, not all of the slot's
+// hundreds; a worker's later decisions find them ready. Deciding is synchronous, so each slot
+// also owns scratch space: z, p and π by variant index, and the weights of each active feature.
 const compiledSlots = new WeakMap();
 
 function compiled(slot) {
@@ -186,22 +188,21 @@ function compiled(slot) {
   if (c) return c;
   const variants = slot.variants;
   const k = variants.length;
-  const byName = new Map();
-  variants.forEach((v, i) => {
-    const weights = own(slot.weights, v) ?? {};
-    for (const name of Object.keys(weights)) {
-      const w = weights[name];
-      if (w === null || w === undefined) continue;
-      if (!byName.has(name)) byName.set(name, []);
-      byName.get(name).push(i, Number(w));
-    }
-  });
-  const byId = [];
-  for (const [name, entries] of byName) byId[featureId(name)] = entries;
+  const weights = variants.map((v) => own(slot.weights, v));
   const bias = Float64Array.from(variants, (v) => own(slot.bias, v) ?? 0.0);
-  c = { variants, bias, byId, byName, z: new Float64Array(k), p: new Float64Array(k), pi: new Float64Array(k), hits: [] };
+  c = { weights, bias, variants, byId: [], byName: new Map(), z: new Float64Array(k), p: new Float64Array(k), pi: new Float64Array(k), hits: [] };
   compiledSlots.set(slot, c);
   return c;
+}
+
+// The [variant index, weight] pairs of feature `name` in compiled slot `c` (empty: none).
+function entriesOf(c, name) {
+  const entries = [];
+  c.weights.forEach((weights, i) => {
+    const w = own(weights, name);
+    if (w !== null && w !== undefined) entries.push(i, Number(w));
+  });
+  return entries;
 }
 
 // c.p ← σ(b_v + Σ w_v,f · x_f), summed in feature order; c.hits[j] ← the weights of active[j].
@@ -211,8 +212,13 @@ function score(c, active) {
   for (let j = 0; j < active.length; j++) {
     const feature = active[j];
     const id = feature.id;
-    const entries = (hits[j] = id === undefined ? byName.get(feature[0]) : byId[id]);
-    if (entries === undefined) continue;
+    let entries = id === undefined ? byName.get(feature[0]) : byId[id];
+    if (entries === undefined) {
+      entries = entriesOf(c, feature[0]);
+      if (id === undefined) byName.set(feature[0], entries);
+      else byId[id] = entries;
+    }
+    hits[j] = entries;
     const x = feature[1];
     for (let e = 0; e < entries.length; e += 2) z[entries[e]] += entries[e + 1] * x;
   }
@@ -271,7 +277,6 @@ function topFeatures(c, i, active) {
   const top = [];
   for (let j = 0; j < active.length; j++) {
     const entries = c.hits[j];
-    if (entries === undefined) continue;
     for (let e = 0; e < entries.length; e += 2) {
       const wx = entries[e + 1] * active[j][1];
       if (entries[e] !== i || wx === 0) continue;
