@@ -218,33 +218,44 @@ _SCORERS: dict[int, tuple[Any, _Scorer]] = {}
 
 def scores(slot: Mapping[str, Any], active: list[Feature]) -> dict[str, float]:
     """Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order."""
-    scorer = per_object(_SCORERS, slot, _Scorer)
-    return dict(zip(scorer.variants, map(sigmoid, scorer.logits(active)), strict=True))
+    return dict(zip(slot["variants"], _score_list(slot, active), strict=True))
 
 
-def _best(variants: list[str], p: Mapping[str, float]) -> str:
-    best = variants[0]
-    for v in variants[1:]:
-        if p[v] > p[best]:
-            best = v
-    return best
+def _score_list(slot: Mapping[str, Any], active: list[Feature]) -> list[float]:
+    """`scores` in variant order."""
+    return list(map(sigmoid, per_object(_SCORERS, slot, _Scorer).logits(active)))
+
+
+def _best(variants: list[str], values: list[float]) -> str:
+    """The first variant with the highest of `values` (in variant order)."""
+    best = 0
+    for i in range(1, len(values)):
+        if values[i] > values[best]:
+            best = i
+    return variants[best]
 
 
 def choice_probabilities(slot: Mapping[str, Any], p: Mapping[str, float]) -> dict[str, float]:
     """π_v from the slot's exploration setting."""
     variants = slot["variants"]
+    return dict(zip(variants, _choice_list(slot, [p[v] for v in variants]), strict=True))
+
+
+def _choice_list(slot: Mapping[str, Any], values: list[float]) -> list[float]:
+    """`choice_probabilities` in variant order, from the scores in variant order."""
+    variants = slot["variants"]
     k = len(variants)
     exploration = slot["exploration"]
     if exploration["kind"] == "egreedy":
         e = exploration["epsilon"]
-        best = _best(variants, p)
-        return {v: e / k + (1 - e) * (v == best) for v in variants}
+        best = _best(variants, values)
+        return [e / k + (1 - e) * (v == best) for v in variants]
     t, floor = exploration["temperature"], exploration["floor"]
-    values = [p[v] for v in variants]
     m = max(values)
     expd = [math.exp((x - m) / t) for x in values]
     total = sum(expd)
-    return {v: floor + (1 - k * floor) * (e / total) for v, e in zip(variants, expd, strict=True)}
+    spread = 1 - k * floor
+    return [floor + spread * (x / total) for x in expd]
 
 
 def _top_features(slot: Mapping[str, Any], variant: str, active: list[Feature]) -> list[list[Any]]:
@@ -275,9 +286,11 @@ def decide(
     variants: list[str] = config["variants"]
     if active is None:
         active = features(context, model["features"])
-    p = scores(config, active)
-    pi = choice_probabilities(config, p)
-    best = _best(variants, p)
+    values = _score_list(config, active)
+    shares = _choice_list(config, values)
+    p = dict(zip(variants, values, strict=True))
+    pi = dict(zip(variants, shares, strict=True))
+    best = _best(variants, values)
     version = model["model_version"]
 
     def made(
@@ -306,8 +319,8 @@ def decide(
     u = fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / _TWO_32
     cumulative = 0.0
     chosen = variants[-1]
-    for v in variants:
-        cumulative += pi[v]
+    for v, share in zip(variants, shares, strict=True):
+        cumulative += share
         if u < cumulative:
             chosen = v
             break

@@ -112,7 +112,7 @@ class NotFittedError(ValueError, AttributeError):
 
 def is_finite_number(value: Any) -> TypeGuard[float]:
     """A real int or float (not a bool), neither infinite nor NaN."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class OnlineLearner:

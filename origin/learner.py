@@ -202,7 +202,7 @@ def _decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("decision: `ts_ms` must be a finite number")
     precomputed = decision.get("features")
     context = decision.get("context")
-    if precomputed is None and not isinstance(context, Mapping):
+    if precomputed is None and not isinstance(context, dict) and not isinstance(context, Mapping):
         raise ValueError("decision: `context` (an object) or `features` is required")
     if precomputed is not None and not (
         isinstance(precomputed, list | tuple)

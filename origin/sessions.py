@@ -77,8 +77,7 @@ class SessionEngine:
     def session_state(self, session_id: str) -> dict[str, str]:
         """The live session hash ({} when missing or idle for longer than the TTL)."""
         state = self.storage.get_state(f"session:{session_id}")
-        last_ms = int(float(state.get("last_ms", 0)))
-        if state and self.clock.now_ms() - last_ms > self.ttl_s * 1000:
+        if state and self.clock.now_ms() - int(float(state.get("last_ms", 0))) > self.ttl_s * 1000:
             return {}
         return state
 
@@ -98,6 +97,8 @@ class SessionEngine:
 
     def _combined(self, state: dict[str, str], profile: dict[str, str]) -> dict[str, Any]:
         """`context()` from the session hash and the visitor's profile hash."""
+        if not state and not profile:  # a first page, or an unknown session: nothing to add
+            return {}
         result: dict[str, Any] = {}
         categories = self._ranked(state)
         categories += [c for c in self._ranked(profile) if c not in categories]

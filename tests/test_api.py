@@ -347,6 +347,38 @@ def test_model_js_is_immutable_only_for_the_current_version(client):
     assert client.get("/fp/model.js?v=00000000").headers["cache-control"] == "no-cache"
 
 
+def test_decide_answers_like_every_other_endpoint(client, monkeypatch):
+    """POST /v1/decide is a bare ASGI endpoint ahead of the router: same checks, same answers."""
+    ok = client.post(
+        "/v1/decide", content=b'{"slots":["hero"]}', headers={"content-type": "text/plain"}
+    )
+    assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
+    assert int(ok.headers["content-length"]) == len(ok.content)
+    assert client.get("/v1/decide").status_code == 405
+    wrong_type = client.post("/v1/decide", content=b"slots=hero", headers={"content-type": "x/y"})
+    assert wrong_type.status_code == 415 and wrong_type.json()["reason"] == "content_type"
+    not_json = client.post("/v1/decide", content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+    padding = " " * (64 * 1024)
+    declared = client.post("/v1/decide", json={"slots": ["hero"], "pad": padding})
+    assert declared.status_code == 413 and "limit" in declared.json()["error"]
+    chunks = iter([b'{"slots":["hero"],"pad":"', padding.encode(), b'"}'])  # no content-length
+    streamed = client.post(
+        "/v1/decide", content=chunks, headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413 and "exceeds the limit" in streamed.json()["error"]
+    metrics = origin_of(client).metrics
+    assert metrics.rejected.value(reason="too_large") == 2
+    assert metrics.rejected.value(reason="content_type") == 1
+
+    def down(*args):
+        raise StorageError("session store down (simulated)")
+
+    monkeypatch.setattr(origin_of(client).sessions, "enrich", down)
+    failed = client.post("/v1/decide", json={"slots": ["hero"]})
+    assert failed.status_code == 503 and "session store down" in failed.json()["error"]
+
+
 def test_storage_failure_is_503_and_nothing_is_acknowledged(client, monkeypatch):
     token = decide_one(client)["token"]
     origin = origin_of(client)

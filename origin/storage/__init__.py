@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -48,9 +48,12 @@ class StorageError(RuntimeError):
     """The backend could not commit or read (disk full, locked, connection lost)."""
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One committed log record: `kind` is `decision` or `event`; `id` orders entries."""
+class LogEntry(NamedTuple):
+    """One committed log record: `kind` is `decision` or `event`; `id` orders entries.
+
+    A named tuple rather than a frozen dataclass: the learner reads one per decision and event,
+    and a tuple is built several times faster.
+    """
 
     id: str
     kind: str
