@@ -68,8 +68,8 @@ function buildWheels() {
 }
 
 // features.js reads local time in the runtime's own zone from Date, which is the only zone the
-// snippet decides in; the snippet bundles browser/src/time_zones.js (Temporal, no Intl formatter
-// or offset cache) in place of the edge's Intl-based module for any other zone.
+// snippet decides in; the snippet bundles browser/src/time_zones.js (its own zone's name, no
+// other zone) in place of the edge's Intl-based module for any zone.
 const browserTimeZones = {
   name: "browser-time-zones",
   setup(build) {

@@ -14,8 +14,8 @@
 // after-paint.mjs, imported after `load`.
 // Every entry point is guarded: a failure never reaches the host page, it falls back to the
 // default content and is recorded, with its reason, in `firstpaint.fallbacks`.
-import { isBot, runtimeZone } from "../../edge/src/features.js";
-import { decide, randomId } from "../../edge/src/policy.js";
+import { features, isBot, runtimeZone } from "../../edge/src/features.js";
+import { choose, randomId } from "../../edge/src/policy.js";
 
 const W = window;
 const D = document;
@@ -134,7 +134,8 @@ function decideSlot(el, late) {
   context = context || api.context();
   if (isBot(context.user_agent, model.features.rules)) return fallback(slot + ": bot");
   const started = performance.now();
-  const decision = decide(model, context, slot, api.who.visitor, randomId());
+  // The choice alone: the origin re-decides it in full before it signs and logs it.
+  const decision = choose(model, features(context, model.features), slot, api.who.visitor, randomId());
   decision.decide_ms = performance.now() - started;
   if (api.render(el, slot, decision.variant)) {
     el.fpOwned = true;

@@ -295,22 +295,6 @@ const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const YEAR_1 = -62135596800000; // 0001-01-01T00:00Z: Python's datetime range starts here
 const YEAR_10000 = 253402300800000; // and ends before this
 
-// Intl and Temporal resolve zone names case-insensitively (and canonicalize links); Python's
-// zoneinfo is case-sensitive. Reject a name whose resolved id differs only by case, and a link
-// name whose segments do not start upper-case (the IANA spelling), so `europe/paris` is unknown.
-// Cached per name: a runtime resolves a name the same way every time.
-const acceptedZones = new Map();
-
-function acceptedZone(zone, resolved) {
-  if (resolved === zone) return true;
-  let accepted = acceptedZones.get(zone);
-  if (accepted === undefined) {
-    const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
-    accepted = remember(acceptedZones, zone, lower(resolved) !== lower(zone) && ianaSpelling);
-  }
-  return accepted;
-}
-
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */
 function localTime(context) {
   const zone = text(context.timezone);
@@ -325,8 +309,7 @@ function localTime(context) {
     return { hour: when.getHours(), minute: when.getMinutes(), weekday: DAY_NAMES[when.getDay()] };
   }
   const local = zoneTime(zone, t);
-  if (local === null || !acceptedZone(zone, local.id)) return null;
-  return { hour: local.hour, minute: local.minute, weekday: DAY_NAMES[local.day] };
+  return local && { hour: local.hour, minute: local.minute, weekday: DAY_NAMES[local.day] };
 }
 
 // --- field extraction (CONTRACT §4) -----------------------------------------------------------

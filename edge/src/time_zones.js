@@ -16,8 +16,19 @@ export function runtimeZone() {
   return (ownZone ??= Intl.DateTimeFormat().resolvedOptions().timeZone);
 }
 
-// Per zone: its formatter (null when Intl does not know the zone) and its UTC offsets by UTC
-// hour and minute. Formatting costs tens of µs; an offset is constant over almost every hour.
+// Intl resolves zone names case-insensitively (and canonicalizes links); Python's zoneinfo is
+// case-sensitive. A name whose resolved id differs only by case is unknown, and so is a link name
+// whose segments do not start upper-case (the IANA spelling): `europe/paris` is not a zone.
+// (Names here passed features.js's ASCII-only pattern, so toLowerCase is ASCII lowercasing.)
+function acceptedName(zone, resolved) {
+  if (resolved === zone) return true;
+  const ianaSpelling = zone.split('/').every((segment) => /^[A-Z]/.test(segment));
+  return resolved.toLowerCase() !== zone.toLowerCase() && ianaSpelling;
+}
+
+// Per zone: its formatter (null when Intl does not know the zone or the name is not accepted)
+// and its UTC offsets by UTC hour and minute. Formatting costs tens of µs; an offset is constant
+// over almost every hour.
 const zones = new Map();
 
 function zoneState(zone) {
@@ -36,7 +47,8 @@ function zoneState(zone) {
       minute: 'numeric',
       second: 'numeric',
     });
-    state = { id: formatter.resolvedOptions().timeZone, formatter, hours: new Map(), minutes: new Map() };
+    const id = formatter.resolvedOptions().timeZone;
+    if (acceptedName(zone, id)) state = { formatter, hours: new Map(), minutes: new Map() };
   } catch {
     state = null;
   }
@@ -72,13 +84,13 @@ function constantOffset(cache, formatter, index, length) {
 }
 
 /**
- * Local time in `zone` at `t` (integral ms, years 1–9999) as {id, hour, minute, day} (day 0 =
- * Sunday; id = the zone Intl resolved the name to), or null when the zone is unknown.
+ * Local time in `zone` at `t` (integral ms, years 1–9999) as {hour, minute, day} (day 0 =
+ * Sunday), or null when the zone is unknown.
  */
 export function zoneTime(zone, t) {
   const state = zoneState(zone);
   if (state === null) return null;
-  const { id, formatter } = state;
+  const { formatter } = state;
   // Offsets are cached per UTC hour, or per UTC minute for the hour a zone changes its offset;
   // only years whose neighbours exist too (Date arithmetic near years 1 and 9999 is Intl's job).
   let offset = null;
@@ -88,9 +100,9 @@ export function zoneTime(zone, t) {
   }
   if (offset !== null) {
     const local = new Date(t + offset);
-    return { id, hour: local.getUTCHours(), minute: local.getUTCMinutes(), day: local.getUTCDay() };
+    return { hour: local.getUTCHours(), minute: local.getUTCMinutes(), day: local.getUTCDay() };
   }
   const p = localParts(formatter, t);
   const day = WEEKDAYS[p.weekday];
-  return day === undefined ? null : { id, hour: Number(p.hour), minute: Number(p.minute), day };
+  return day === undefined ? null : { hour: Number(p.hour), minute: Number(p.minute), day };
 }
