@@ -23,7 +23,7 @@ test('policy.js and features.js reproduce every golden case inside workerd', asy
   const results = await response.json();
   assert.equal(results.length, cases.length);
   assert.ok(cases.length >= 100, 'the golden file holds the full case list');
-  results.forEach(({ id, features, decision }, i) => {
+  results.forEach(({ id, features, decision, choice }, i) => {
     const c = cases[i];
     assert.equal(id, c.id);
     assert.deepEqual(features.map(([name]) => name), c.features.map(([name]) => name), `${id}: feature names`);
@@ -41,6 +41,8 @@ test('policy.js and features.js reproduce every golden case inside workerd', asy
     decision.top_features.forEach(([name, value], j) => assertClose(value, c.top_features[j][1], `${id}: top ${name}`));
     assert.equal(decision.model_version, model.model_version);
     assert.equal(decision.decision_id, c.decision_id);
+    const { slot, variant, propensity, holdout, forced, model_version, decision_id } = decision;
+    assert.deepEqual(choice, { slot, variant, propensity, holdout, forced, model_version, decision_id }, `${id}: choose()`);
   });
 });
 

@@ -1,6 +1,6 @@
 // A test worker: runs edge/src/policy.js and features.js inside workerd on the cases it is
 // POSTed ({model, cases}) and answers what they computed, for golden.test.mjs to compare.
-import { checkModel, decide, canonicalJson, modelSha256 } from '../../edge/src/policy.js';
+import { checkModel, choose, decide, canonicalJson, modelSha256 } from '../../edge/src/policy.js';
 import { features } from '../../edge/src/features.js';
 
 export default {
@@ -21,6 +21,8 @@ export default {
       id: c.id,
       features: features(c.context, model.features),
       decision: decide(model, c.context, c.slot, c.visitor_id, c.decision_id),
+      // What the browser snippet runs: the same choice, without its explanation.
+      choice: choose(model, features(c.context, model.features), c.slot, c.visitor_id, c.decision_id),
     }));
     return Response.json(results);
   },
