@@ -15,6 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 JSON = "application/json"
+JAVASCRIPT = {
+    "description": "JavaScript.",
+    "content": {"text/javascript": {"schema": {"type": "string"}}},
+}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -273,15 +277,26 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
                 },
             }
         },
-        "/fp/model.js": {
+        "/fp/firstpaint.js": {
             "get": {
-                "summary": "The model and the site's variant HTML as a script for the snippet.",
+                "summary": "The one script tag's file: compile hint, model and site, snippet code.",
+                "description": "Immutable when `v` is the current version (the body's sha256, "
+                "first 16 hex digits, also its ETag), else `no-cache`.",
                 "parameters": [{"name": "v", "in": "query", "schema": {"type": "string"}}],
                 "responses": {
-                    "200": {
-                        "description": "JavaScript.",
-                        "content": {"text/javascript": {"schema": {"type": "string"}}},
-                    },
+                    "200": JAVASCRIPT,
+                    "304": {"description": "Not modified."},
+                    "404": {"description": "The snippet is not built (`node browser/build.mjs`)."},
+                },
+            }
+        },
+        "/fp/model.js": {
+            "get": {
+                "summary": "The model and the site's variant HTML alone, for two-tag pages.",
+                "parameters": [{"name": "v", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": JAVASCRIPT,
+                    "304": {"description": "Not modified."},
                     **_errors(503),
                 },
             }

@@ -276,7 +276,14 @@ def test_fuzz_post_decide(client, data):
 )
 def test_fuzz_get_model_and_script(client, query, etag):
     headers = {} if etag is None else {"if-none-match": header(etag)}
-    for path, allowed in (("/v1/model", {200, 304, 404}), ("/fp/model.js", {200})):
+    built = (ROOT / "browser" / "dist" / "snippet.js").exists()
+    script = {200, 304} if built else {404}
+    paths = (
+        ("/v1/model", {200, 304, 404}),
+        ("/fp/model.js", {200, 304}),
+        ("/fp/firstpaint.js", script),
+    )
+    for path, allowed in paths:
         response = client.get(path, params=query, headers=headers)
         check(response, allowed, "GET " + path)
 
