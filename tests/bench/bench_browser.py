@@ -120,25 +120,39 @@ def _static(files: dict[str, bytes], roots: dict[str, Path]) -> Iterator[str]:
         server.server_close()
 
 
-def _fcp(browser: Any, url: str, wait_for_pyodide: bool = False) -> tuple[float, float | None]:
-    """(first contentful paint, the hero decision's own time in the snippet or None)."""
+@contextmanager
+def _fresh_page(browser: Any) -> Iterator[Any]:
+    """A page in a fresh browser context (cold HTTP cache, empty storage), closed afterwards."""
     context = browser.new_context(user_agent=DESKTOP_UA)
     try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
-        fcp = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
-        decide_ms = page.evaluate(
-            "window.firstpaint ? firstpaint.decisions.find((d) => d.slot === 'hero').decide_ms"
-            " : null"
-        )
-        if wait_for_pyodide:
-            page.wait_for_function(
-                "firstpaint.pyodide && firstpaint.pyodide.ready", timeout=180_000
-            )
-        return fcp, decide_ms
+        yield context.new_page()
     finally:
         context.close()
+
+
+def _open_until_fcp(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
+
+
+def _fcp(browser: Any, url: str, wait_for_pyodide: bool = False) -> tuple[float, float | None]:
+    """(first contentful paint, the hero decision's own time in the snippet or None)."""
+    try:
+        with _fresh_page(browser) as page:
+            _open_until_fcp(page, url)
+            fcp = page.evaluate(
+                "performance.getEntriesByName('first-contentful-paint')[0].startTime"
+            )
+            decide_ms = page.evaluate(
+                "window.firstpaint ? firstpaint.decisions.find((d) => d.slot === 'hero').decide_ms"
+                " : null"
+            )
+            if wait_for_pyodide:
+                page.wait_for_function(
+                    "firstpaint.pyodide && firstpaint.pyodide.ready", timeout=180_000
+                )
+            return fcp, decide_ms
+    finally:
         if wait_for_pyodide:
             time.sleep(SETTLE_S)  # let the closed worker's threads go before the next page
 
@@ -171,26 +185,19 @@ def _main_thread_cpu_ms(trace: dict[str, Any]) -> float:
 
 def _traced_cpu_ms(browser: Any, url: str, trace_path: Path) -> float:
     """Main-thread CPU before FCP for one fresh page, from a Chromium trace."""
-    context = browser.new_context(user_agent=DESKTOP_UA)
-    try:
-        page = context.new_page()
+    with _fresh_page(browser) as page:
         browser.start_tracing(
             page=page, path=str(trace_path), categories=["devtools.timeline", "loading"]
         )
-        page.goto(url)
-        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length")
+        _open_until_fcp(page, url)
         page.wait_for_timeout(200)  # let the trace buffer take the paint events
         browser.stop_tracing()
         return _main_thread_cpu_ms(json.loads(trace_path.read_text()))
-    finally:
-        context.close()
 
 
 def _pyodide_ready(browser: Any, url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(cold, warm) `firstpaint.pyodide`: a fresh context, then a reload in the same context."""
-    context = browser.new_context(user_agent=DESKTOP_UA)
-    try:
-        page = context.new_page()
+    with _fresh_page(browser) as page:
         times = []
         for _ in range(2):
             page.goto(url)
@@ -199,8 +206,6 @@ def _pyodide_ready(browser: Any, url: str) -> tuple[dict[str, Any], dict[str, An
             )
             times.append(page.evaluate("firstpaint.pyodide"))
         return times[0], times[1]
-    finally:
-        context.close()
 
 
 def run() -> dict[str, Any]:
