@@ -94,6 +94,14 @@ def _number(item: dict[str, Any], key: str, where: str, required: bool = False) 
     return float(value)
 
 
+def _amount(item: dict[str, Any], key: str, where: str) -> float | None:
+    """An optional finite number that must not be negative (a price, a conversion's value)."""
+    value = _number(item, key, where)
+    if value is not None and value < 0:
+        raise _bad(_field(where, key), "must not be negative")
+    return value
+
+
 def _batch(body: Any, key: str, limits: Limits) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         raise _bad("body", "must be a JSON object")
@@ -211,9 +219,7 @@ def held_events(body: Any, limits: Limits) -> list[dict[str, Any]]:
             raise _bad(f"{where}.type", f"must be one of {', '.join(REWARD_TYPES)}")
         _number(item, "ts_ms", where)
         _text(item, "session_id", where, limits, False)
-        value = _number(item, "value", where)
-        if value is not None and value < 0:
-            raise _bad(f"{where}.value", "must not be negative")
+        _amount(item, "value", where)
     return items
 
 
@@ -236,20 +242,14 @@ def events_batch(
         }
         if kind == "view":
             record["category"] = _text(item, "category", where, limits, False)
-            price = _number(item, "price", where)
-            if price is not None and price < 0:
-                raise _bad(f"{where}.price", "must not be negative")
-            record["price"] = price
+            record["price"] = _amount(item, "price", where)
             record["path"] = _text(item, "path", where, limits, False)
             record["visitor_id"] = _text(item, "visitor_id", where, limits, False)
         else:
             claims = check_token(secret, item.get("token"), f"{where}.token", now_ms, max_age_ms)
             record.update(decision_id=claims.decision_id, slot=claims.slot, variant=claims.variant)
             if kind == "conversion":
-                value = _number(item, "value", where)
-                if value is not None and value < 0:
-                    raise _bad(f"{where}.value", "must not be negative")
-                record["value"] = value
+                record["value"] = _amount(item, "value", where)
         records.append(record)
     return records
 
