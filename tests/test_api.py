@@ -145,6 +145,10 @@ def test_wrong_content_type_is_415(client):
             [{"type": "view", "session_id": "s", "price": "cheap"}],
             "events[0].price: must be a finite number",
         ),
+        (
+            [{"type": "view", "session_id": "s", "price": -5}],
+            "events[0].price: must not be negative",
+        ),
         ([{"type": "view", "session_id": 7}], "events[0].session_id: must be a string"),
         ([], "events: empty"),
         ("nope", "events: must be a list"),
