@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from model_export.features import per_object
 from model_export.site import Site
 from origin.services import Origin
 
@@ -43,8 +44,17 @@ class Script:
         return f'"{self.version}"'
 
 
+_SITE_JSON: dict[int, tuple[Site, str]] = {}
+
+
 def _site_json(site: Site) -> str:
-    return json.dumps(site.to_json(), ensure_ascii=False, separators=(",", ":"))
+    """The site as compact JSON, encoded once per Site: every page render looks up the script's
+    version, which is cached per (model, site JSON, snippet); a site never changes at run time."""
+    return per_object(
+        _SITE_JSON,
+        site,
+        lambda s: json.dumps(s.to_json(), ensure_ascii=False, separators=(",", ":")),
+    )
 
 
 def _model_data(model: bytes, site_json: str) -> bytes:
