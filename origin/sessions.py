@@ -87,13 +87,18 @@ class SessionEngine:
         ]
         return [name for _, name in sorted(counts, key=lambda c: (-c[0], c[1]))]
 
-    def _profile(self, visitor_id: str | None) -> dict[str, str]:
-        return self.storage.get_state(f"profile:{visitor_id}") if visitor_id else {}
+    def _read(
+        self, session_id: str | None, visitor_id: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The session hash and the visitor's profile hash (the session's visitor if none is
+        given), one read each: with Redis, each read is a round trip."""
+        state = self.session_state(session_id) if session_id else {}
+        visitor_id = visitor_id or state.get("visitor_id")
+        return state, self.storage.get_state(f"profile:{visitor_id}") if visitor_id else {}
 
     def context(self, session_id: str | None, visitor_id: str | None) -> dict[str, Any]:
         """The contract's `session` object, plus `recency_s`; {} when nothing is known."""
-        state = self.session_state(session_id) if session_id else {}
-        return self._combined(state, self._profile(visitor_id or state.get("visitor_id")))
+        return self._combined(*self._read(session_id, visitor_id))
 
     def _combined(self, state: dict[str, str], profile: dict[str, str]) -> dict[str, Any]:
         """`context()` from the session hash and the visitor's profile hash."""
@@ -119,13 +124,9 @@ class SessionEngine:
     def enrich(
         self, context: dict[str, Any], session_id: str | None, visitor_id: str | None
     ) -> dict[str, Any]:
-        """`context` with the server-side `session` merged in and `returning` filled if unknown.
-
-        The session and the profile are read once each (with Redis, each read is a round trip).
-        """
+        """`context` with the server-side `session` merged in and `returning` filled if unknown."""
         enriched = dict(context)
-        state = self.session_state(session_id) if session_id else {}
-        profile = self._profile(visitor_id or state.get("visitor_id"))
+        state, profile = self._read(session_id, visitor_id)
         session = self._combined(state, profile)
         if session:
             enriched["session"] = session
