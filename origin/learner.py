@@ -202,6 +202,8 @@ def _decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("decision: `ts_ms` must be a finite number")
     precomputed = decision.get("features")
     context = decision.get("context")
+    # `dict` first: logged contexts are dicts, and the check against the Mapping ABC is several
+    # times slower (this runs once per log entry the learner reads).
     if precomputed is None and not isinstance(context, dict) and not isinstance(context, Mapping):
         raise ValueError("decision: `context` (an object) or `features` is required")
     if precomputed is not None and not (
