@@ -58,7 +58,7 @@ def js_number(x: float) -> str:
         # Python writes 1e-4 <= |x| < 1e16 positionally, and JS does too (1e-6 <= |x| < 1e21),
         # with the same shortest round-trip digits; JS only drops a ".0".
         return text[:-2] if text.endswith(".0") else text
-    mantissa, _, exp = repr(abs(float(x))).partition("e")
+    mantissa, _, exp = text.removeprefix("-").partition("e")
     whole, _, frac = mantissa.partition(".")
     significant = (whole + frac).lstrip("0")
     n = len(whole) - (len(whole + frac) - len(significant)) + int(exp or 0)
