@@ -372,7 +372,9 @@ async def metrics(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/decide", post_decide, methods=["POST"]),  # the hot path: matched first
+    # POST /v1/decide reaches post_decide ahead of the router (app.DecideFirst); the route stays
+    # for other methods (405) and for an app mounted under a root path.
+    Route("/v1/decide", post_decide, methods=["POST"]),
     Route("/v1/decisions", post_decisions, methods=["POST"]),
     Route("/v1/decisions/client", post_client_decisions, methods=["POST"]),
     Route("/v1/events", post_events, methods=["POST"]),
