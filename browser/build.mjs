@@ -8,6 +8,9 @@
 //   tzdata-*.whl        IANA zones for zoneinfo inside Pyodide (its npm package has no wheels)
 //   manifest.json       file names, sizes and the source hash that makes rebuilds incremental
 // `node browser/build.mjs` does nothing when dist/ is up to date; `--force` rebuilds.
+// `node browser/build.mjs --policy-bundle` prints, and writes nothing, the edge policy modules as
+// the snippet bundles them (same plugin, define and target) in one IIFE that sets `fpPolicy`:
+// tests/test_browser_policy.py runs the golden vectors through it in Chromium.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -80,7 +83,37 @@ const browserTimeZones = {
   },
 };
 
+const common = { bundle: true, minify: true, legalComments: "none", logLevel: "warning" };
+// How the snippet's code is bundled: the time-zone stand-in, and the edge-only branches of
+// features.js and policy.js dropped (their caches and checks that pay off over a worker's many
+// requests; see features.js).
+const snippetOptions = {
+  ...common,
+  format: "iife",
+  target: ["es2020"],
+  plugins: [browserTimeZones],
+  define: { "globalThis.FP_SNIPPET": "true" },
+};
+
+// The policy modules as the snippet bundles them, exposed as `fpPolicy` (see the header).
+async function printPolicyBundle() {
+  const built = await esbuild.build({
+    ...snippetOptions,
+    stdin: {
+      contents:
+        'export { choose, decide, loadModel } from "./edge/src/policy.js";\n' +
+        'export { features, isBot, runtimeZone } from "./edge/src/features.js";\n',
+      resolveDir: ROOT,
+      sourcefile: "policy-entry.js",
+    },
+    globalName: "fpPolicy",
+    write: false,
+  });
+  process.stdout.write(built.outputFiles[0].text);
+}
+
 async function main() {
+  if (process.argv.includes("--policy-bundle")) return printPolicyBundle();
   const force = process.argv.includes("--force");
   const jsHash = digest(jsSources);
   const pyHash = digest(pySources);
@@ -96,14 +129,10 @@ async function main() {
   if (!wheelsFresh) for (const f of readdirSync(DIST)) if (f.endsWith(".whl")) rmSync(join(DIST, f));
   const wheels = wheelsFresh ? previous.wheels : buildWheels();
 
-  const common = { bundle: true, minify: true, legalComments: "none", logLevel: "warning" };
   await esbuild.build({
-    ...common,
+    ...snippetOptions,
     entryPoints: [join(HERE, "src/snippet.js")],
     outfile: join(DIST, "snippet.js"),
-    format: "iife",
-    target: ["es2020"],
-    plugins: [browserTimeZones],
     // V8's explicit compile hint (Chromium ≥ 136; a plain comment elsewhere): compile every
     // function while the script is parsed, off the main thread where it can, instead of one
     // by one as the first decision calls them — that halved the cold decision in Chromium here.

@@ -8,6 +8,13 @@ export { runtimeZone };
 
 export const SPEC_VERSION = 'fp-features/1';
 
+// `globalThis.FP_SNIPPET` is true only in the browser snippet's bundle, whose build defines it
+// (browser/build.mjs), so that esbuild drops each branch it rules out, here and in policy.js.
+// The snippet decides once per page: the caches and exception-free paths that pay off over a
+// worker's many requests would only be bytes on the wire before first paint. Either way gives
+// the same features and decisions (golden vectors in workerd and, through the snippet's own
+// bundle, in Chromium). Spelled out at each use: esbuild folds it only where it is written.
+
 const SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//;
 const COUNTRY = /^[A-Z]{2}$/;
 const LANGUAGE = /^[a-z]{2,3}$/;
@@ -75,16 +82,31 @@ export function featureNames(spec) {
 
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
+// `s` with each code unit in [first, first + 25] moved by `shift`: the non-ASCII case of lower()
+// and upper() (a loop: String.replace with a callback costs ~4× as much).
+function shiftLetters(s, first, shift) {
+  let out = '';
+  let done = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= first && c <= first + 25) {
+      out += s.slice(done, i) + String.fromCharCode(c + shift);
+      done = i + 1;
+    }
+  }
+  return out + s.slice(done);
+}
+
 /** ASCII-only lowercase: the same in every runtime, whatever its Unicode tables. */
 export function lower(s) {
   if (!/[A-Z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toLowerCase() : s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  return ASCII_ONLY.test(s) ? s.toLowerCase() : shiftLetters(s, 65, 32);
 }
 
 /** ASCII-only uppercase. */
 export function upper(s) {
   if (!/[a-z]/.test(s)) return s;
-  return ASCII_ONLY.test(s) ? s.toUpperCase() : s.replace(/[a-z]+/g, (m) => m.toUpperCase());
+  return ASCII_ONLY.test(s) ? s.toUpperCase() : shiftLetters(s, 97, -32);
 }
 
 // Space, \t, \n, \v, \f, \r: the contract's white space (not Unicode's).
@@ -105,20 +127,38 @@ export function trim(s) {
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 // A string whose every `%` starts an escape, and whose escapes spell well-formed UTF-8 (Unicode
 // table 3-7: no overlong forms, surrogates or code points above U+10FFFF) — exactly what Python's
-// strict decoder accepts. Literal characters are whole UTF-8 sequences, so each sequence that
-// starts with an escape is made of escapes only.
+// strict decoder accepts, and what decodeURIComponent decodes without throwing. Literal
+// characters are whole UTF-8 sequences, so each sequence that starts with an escape is made of
+// escapes only. Built on first use, so that it is not in the snippet, which never uses it.
 const C = '%[89ab][0-9a-f]';
-const UTF8_ESCAPES = new RegExp(
-  `^(?:[^%]|%[0-7][0-9a-f]|%c[2-9a-f]${C}|%d[0-9a-f]${C}|%e0%[ab][0-9a-f]${C}|%e[1-9a-cef]${C}${C}` +
-    `|%ed%[89][0-9a-f]${C}|%f0%[9ab][0-9a-f]${C}${C}|%f[1-3]${C}${C}${C}|%f4%8[0-9a-f]${C}${C})*$`,
-  'i',
-);
+let utf8Escapes;
+
+// The edge checks first, so decodeURIComponent never throws: an exception costs ~13 µs.
+function decodeChecked(s) {
+  utf8Escapes ??= new RegExp(
+    `^(?:[^%]|%[0-7][0-9a-f]|%c[2-9a-f]${C}|%d[0-9a-f]${C}|%e0%[ab][0-9a-f]${C}|%e[1-9a-cef]${C}${C}` +
+      `|%ed%[89][0-9a-f]${C}|%f0%[9ab][0-9a-f]${C}${C}|%f[1-3]${C}${C}${C}|%f4%8[0-9a-f]${C}${C})*$`,
+    'i',
+  );
+  return utf8Escapes.test(s) && !LONE_SURROGATE.test(s) ? decodeURIComponent(s) : s;
+}
+
+// The snippet decodes once per page, and only location.href, which the URL standard serializes
+// in ASCII: no lone surrogate to look for, and decodeURIComponent throws on exactly the escapes
+// that decodeChecked's pattern rejects.
+function decodeCaught(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
 
 /** `+` → space, then strict UTF-8 percent-decoding; malformed input stays as it was. */
 export function decode(s) {
   s = s.includes('+') ? s.replace(/\+/g, ' ') : s;
-  // Checked first, so decodeURIComponent never throws: an exception costs ~13 µs.
-  return s.includes('%') && UTF8_ESCAPES.test(s) && !LONE_SURROGATE.test(s) ? decodeURIComponent(s) : s;
+  if (!s.includes('%')) return s;
+  return globalThis.FP_SNIPPET ? decodeCaught(s) : decodeChecked(s);
 }
 
 function text(value) {
@@ -195,45 +235,25 @@ function stripWww(host) {
 
 // Python's `re` (ASCII | IGNORECASE, search) differs from JS flag `i` in two places the spec's
 // patterns can reach: `.` also matches `\r`, U+2028, U+2029, and `$` also matches before a
-// final `\n`. Translate those two outside character classes; everything else is shared syntax.
+// final `\n`. Translate those two outside character classes (an escape, or a class up to its
+// `]` — one right after `[` or `[^` is literal — is kept as it is); the rest is shared syntax.
+const PYTHON_ONLY = /\\[^]|\[\^?\]?(?:\\[^]|[^\]])*(?:\]|$)|[.$]/g;
 const regexCache = new Map();
 
 function pythonRegex(pattern) {
   let compiled = regexCache.get(pattern);
-  if (compiled) return compiled;
-  let out = '';
-  let inClass = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === '\\') {
-      out += c + (pattern[i + 1] ?? '');
-      i++;
-    } else if (inClass) {
-      if (c === ']') inClass = false;
-      out += c;
-    } else if (c === '[') {
-      inClass = true;
-      out += c;
-      if (pattern[i + 1] === '^') out += pattern[++i];
-      if (pattern[i + 1] === ']') out += pattern[++i];
-    } else if (c === '.') {
-      out += '[^\\n]';
-    } else if (c === '$') {
-      out += '(?=\\n?$)';
-    } else {
-      out += c;
-    }
+  if (!compiled) {
+    const source = pattern.replace(PYTHON_ONLY, (m) => (m === '.' ? '[^\\n]' : m === '$' ? '(?=\\n?$)' : m));
+    regexCache.set(pattern, (compiled = new RegExp(source, 'i')));
   }
-  compiled = new RegExp(out, 'i');
-  regexCache.set(pattern, compiled);
   return compiled;
 }
 
-// A rules object's derived values, and bounded caches of what its patterns concluded for a user
-// agent or a referrer host: real traffic repeats a few thousand of each, and the regexes are
-// most of the cost of a cold one. Built once per rules object (models are never mutated after
-// loading); the caches are cleared, not evicted, when full. Patterns compile on first use, so
-// the snippet's one decision compiles only those its visitor reaches.
+// A rules object's derived values and, at the edge, bounded caches of what its patterns
+// concluded for a user agent or a referrer host: real traffic repeats a few thousand of each,
+// and the regexes are most of the cost of a cold one. Built once per rules object (models are
+// never mutated after loading); the caches are cleared, not evicted, when full. Patterns compile
+// on first use, so the snippet's one decision compiles only those its visitor reaches.
 const compiledRules = new WeakMap();
 const CACHE_SIZE = 2048;
 
@@ -246,8 +266,8 @@ function ruleSet(rules) {
       midMax: rules.price_bands[1],
       maxPages: rules.max_pages,
       logMaxPages: Math.log1p(rules.max_pages),
-      agents: new Map(),
-      hosts: new Map(),
+      agents: globalThis.FP_SNIPPET ? null : new Map(),
+      hosts: globalThis.FP_SNIPPET ? null : new Map(),
     };
     compiledRules.set(rules, set);
   }
@@ -263,9 +283,12 @@ function firstRule(list, s) {
   return null;
 }
 
+// `value`, kept in `cache` under `key` at the edge.
 function remember(cache, key, value) {
-  if (cache.size >= CACHE_SIZE) cache.clear();
-  cache.set(key, value);
+  if (!globalThis.FP_SNIPPET) {
+    if (cache.size >= CACHE_SIZE) cache.clear();
+    cache.set(key, value);
+  }
   return value;
 }
 
@@ -273,7 +296,7 @@ function remember(cache, key, value) {
 function agent(set, ua) {
   const { rules } = set;
   return (
-    set.agents.get(ua) ??
+    (globalThis.FP_SNIPPET ? undefined : set.agents.get(ua)) ??
     remember(set.agents, ua, {
       tablet: search(rules.tablet, ua),
       mobile: search(rules.mobile, ua),
@@ -286,7 +309,7 @@ function agent(set, ua) {
 
 // The class of an external referrer host (CONTRACT §4 referrer_class steps 5–6).
 function hostClass(set, host) {
-  return set.hosts.get(host) ?? remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
+  return (globalThis.FP_SNIPPET ? undefined : set.hosts.get(host)) ?? remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
 }
 
 // --- local time -------------------------------------------------------------------------------
@@ -338,10 +361,10 @@ const UTM = ['utm_source', 'utm_medium', 'utm_campaign'];
 
 // Referrer → its host minus `www.` (null: none). Cached: browsers send only the origin of a
 // cross-site referrer (the default referrer policy), so a few thousand strings cover most traffic.
-const referrerHosts = new Map();
+const referrerHosts = globalThis.FP_SNIPPET ? null : new Map();
 
 function referrerHost(referrer) {
-  let host = referrerHosts.get(referrer);
+  let host = globalThis.FP_SNIPPET ? undefined : referrerHosts.get(referrer);
   if (host === undefined) {
     host = parseUrl(referrer)[0];
     host = remember(referrerHosts, referrer, host ? stripWww(host) : null);
@@ -418,10 +441,10 @@ function rawValues(context, rules) {
   ];
 }
 
-// Every feature name gets a small integer id, the same in every spec (names come from specs,
-// never from requests, so the table stays small): policy.js finds a feature's weights by array
-// index instead of hashing its name.
-const featureIds = new Map();
+// At the edge every feature name gets a small integer id, the same in every spec (names come
+// from specs, never from requests, so the table stays small): policy.js finds a feature's
+// weights by array index instead of hashing its name.
+const featureIds = globalThis.FP_SNIPPET ? null : new Map();
 
 // The id of feature `name`, carried by features() pairs as their `id`.
 function featureId(name) {
@@ -431,9 +454,9 @@ function featureId(name) {
 }
 
 // Per field, value → the index of its feature in the field's vocabulary, built once per spec
-// object (a model's spec never changes). The active feature `[name=value, 1.0]` itself is made
-// on first use and then shared by every features() list holding it — frozen for that reason,
-// with its id not enumerable, so it compares and serializes as a plain pair.
+// object (a model's spec never changes). At the edge the active feature `[name=value, 1.0]`
+// itself is made on first use and then shared by every features() list holding it — frozen for
+// that reason, with its id not enumerable, so it compares and serializes as a plain pair.
 const compiledSpecs = new WeakMap();
 
 function compile(spec) {
@@ -452,6 +475,7 @@ function compile(spec) {
 
 // The shared active feature for `field.vocab[i]`.
 function pair(field, i) {
+  if (globalThis.FP_SNIPPET) return [`${field.name}=${field.vocab[i]}`, 1.0];
   let feature = field.pairs[i];
   if (feature === undefined) {
     feature = [`${field.name}=${field.vocab[i]}`, 1.0];

@@ -132,6 +132,14 @@ const FNV_OFFSET = 0x811c9dc5;
 // FNV-1a 32-bit state `h` advanced over the UTF-8 bytes of `text`: hashing the parts of a key
 // one after another equals hashing their concatenation (no surrogate pair spans two parts).
 function fnvUpdate(h, text) {
+  if (globalThis.FP_SNIPPET) {
+    // The bytes, one per character, from the browser's own UTF-8 encoder: shorter on the wire.
+    // It throws on a lone surrogate, which the snippet's ids and slot names never hold (a
+    // tampered stored visitor id might), so such a slot keeps its default content, recorded as
+    // a fallback — never a choice other than the contract's (surrogatepass bytes, below).
+    for (const byte of unescape(encodeURIComponent(text))) h = Math.imul(h ^ byte.charCodeAt(0), 16777619);
+    return h;
+  }
   for (let i = 0; i < text.length; i++) {
     let c = text.charCodeAt(i);
     if (c < 0x80) {
@@ -211,7 +219,7 @@ function score(c, active) {
   z.set(c.bias); // hits past active.length are stale and never read
   for (let j = 0; j < active.length; j++) {
     const feature = active[j];
-    const id = feature.id;
+    const id = globalThis.FP_SNIPPET ? undefined : feature.id; // the snippet's features carry none
     let entries = id === undefined ? byName.get(feature[0]) : byId[id];
     if (entries === undefined) {
       entries = entriesOf(c, feature[0]);

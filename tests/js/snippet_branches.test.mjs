@@ -1,0 +1,107 @@
+// The snippet's branches of features.js and policy.js (`globalThis.FP_SNIPPET`, which its build
+// defines as true) give what the edge's give: the same features for the golden and for fuzzed
+// contexts, the same percent-decoding of any escapes, the same choices for any well-formed ids.
+// The flag is read where it is used, so one process runs both; a fresh copy of the spec keeps
+// the snippet's per-rules state (no caches) apart from the edge's. Seeded and bounded; the
+// golden vectors also run through the snippet's real bundle in Chromium
+// (tests/test_browser_policy.py).
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { decode, features } from '../../edge/src/features.js';
+import { choose } from '../../edge/src/policy.js';
+import { ROOT, starterModel } from './support.mjs';
+
+const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'));
+const EDGE_MODEL = starterModel;
+const SNIPPET_MODEL = structuredClone(starterModel);
+
+function asSnippet(fn) {
+  globalThis.FP_SNIPPET = true;
+  try {
+    return fn();
+  } finally {
+    delete globalThis.FP_SNIPPET;
+  }
+}
+
+// mulberry32: a small seeded PRNG, so a failure is reproducible from its seed.
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const pick = (next, list) => list[Math.floor(next() * list.length)];
+const HEX = '0123456789abcdefABCDEF';
+// Escapes that are, or nearly are, UTF-8: every lead and continuation class, overlong forms,
+// surrogates, beyond U+10FFFF, truncated and malformed ones, and plain characters between.
+const ESCAPE_PIECES = ['%', '%2', '%zz', '%41', '%7f', '%80', '%bf', '%c0', '%c2', '%df', '%e0', '%ed', '%ef', '%f0', '%f4', '%f5', '%ff', '%9f', '%a0', '+', 'a', '=', '&', 'é', '😀'];
+
+function escapes(next) {
+  let s = '';
+  for (let n = Math.floor(next() * 12); n > 0; n--) {
+    s += next() < 0.7 ? pick(next, ESCAPE_PIECES) : `%${pick(next, HEX)}${pick(next, HEX)}`;
+  }
+  return s;
+}
+
+test('the snippet decodes every escape as the edge does (well-formed text)', () => {
+  const next = rng(3);
+  for (let i = 0; i < 50000; i++) {
+    const s = escapes(next);
+    assert.equal(asSnippet(() => decode(s)), decode(s), JSON.stringify(s));
+  }
+});
+
+test('the snippet finds the features of every golden context as the edge does', () => {
+  for (const c of golden) {
+    const edge = features(c.context, EDGE_MODEL.features);
+    assert.deepEqual(asSnippet(() => features(c.context, SNIPPET_MODEL.features)), [...edge].map((f) => [...f]), c.id);
+  }
+});
+
+const UAS = ['Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Safari/604.1', 'Mozilla/5.0 (Linux; Android 14) Chrome/156.0 Mobile', 'Googlebot/2.1', ''];
+const URLS = ['https://trailhead.example/', 'https://trailhead.example/running?utm_source=', '/camping?utm_medium=', 'http://[::1]/?utm_campaign='];
+
+test('the snippet finds the features of fuzzed contexts as the edge does', () => {
+  const next = rng(5);
+  for (let i = 0; i < 5000; i++) {
+    const context = {
+      url: pick(next, URLS) + escapes(next) + (next() < 0.5 ? `&utm_source=${escapes(next)}` : ''),
+      referrer: next() < 0.5 ? `https://www.${pick(next, ['google.com', 'facebook.com', 'trailhead.example', 'mail.yahoo.com'])}/${escapes(next)}` : '',
+      user_agent: pick(next, UAS) + (next() < 0.3 ? ` fuzz/${i}` : ''),
+      accept_language: pick(next, ['en-US,en;q=0.9', 'DE', 'fr_CA', '']),
+      timezone: pick(next, ['America/New_York', 'UTC', 'Nope/Zone', 'europe/paris']),
+      now_ms: 1795609800000 + Math.floor(next() * 864e5 * 30),
+      returning: pick(next, [true, false, undefined]),
+    };
+    const edge = features(context, EDGE_MODEL.features).map((f) => [...f]);
+    assert.deepEqual(asSnippet(() => features(context, SNIPPET_MODEL.features)), edge, JSON.stringify(context));
+  }
+});
+
+test('the snippet makes the edge’s choice for any well-formed ids', () => {
+  const next = rng(9);
+  const active = features(golden[0].context, EDGE_MODEL.features);
+  const text = () => Array.from({ length: Math.floor(next() * 8) }, () => String.fromCodePoint(pick(next, [0x41, 0x7f, 0xe9, 0x7ff, 0x800, 0xffff, 0x10000, 0x1f600, 0x10ffff]))).join('');
+  for (let i = 0; i < 20000; i++) {
+    const visitor = text();
+    const decision = text() || 'd';
+    for (const slot of Object.keys(EDGE_MODEL.slots)) {
+      const edge = choose(EDGE_MODEL, active, slot, visitor, decision);
+      assert.deepEqual(asSnippet(() => choose(SNIPPET_MODEL, active, slot, visitor, decision)), edge, JSON.stringify([visitor, decision]));
+    }
+  }
+});
+
+test('a lone surrogate in an id makes the snippet fall back, not choose otherwise', () => {
+  const active = features(golden[0].context, EDGE_MODEL.features);
+  assert.throws(() => asSnippet(() => choose(SNIPPET_MODEL, active, 'hero', 'v\ud800', 'd')), URIError);
+});
