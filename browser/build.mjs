@@ -84,16 +84,12 @@ const browserTimeZones = {
 };
 
 const common = { bundle: true, minify: true, legalComments: "none", logLevel: "warning" };
-// How the snippet's code is bundled: the time-zone stand-in, and the edge-only branches of
-// features.js and policy.js dropped (their caches and checks that pay off over a worker's many
-// requests; see features.js).
-const snippetOptions = {
-  ...common,
-  format: "iife",
-  target: ["es2020"],
-  plugins: [browserTimeZones],
-  define: { "globalThis.FP_SNIPPET": "true" },
-};
+/** Drops the statements of features.js and policy.js labelled `EDGE:` (caches and checks that pay
+ * off over a worker's many requests; see features.js). tests/js/snippet_branches.test.mjs
+ * bundles with it too. */
+export const SNIPPET_BRANCHES = { dropLabels: ["EDGE"] };
+// How the snippet's code is bundled: the time-zone stand-in and the snippet's branches.
+const snippetOptions = { ...common, ...SNIPPET_BRANCHES, format: "iife", target: ["es2020"], plugins: [browserTimeZones] };
 
 // The policy modules as the snippet bundles them, exposed as `fpPolicy` (see the header).
 async function printPolicyBundle() {
@@ -170,7 +166,9 @@ async function main() {
   console.log(`built ${relative(ROOT, DIST)}: snippet ${manifest.snippet_gzip_bytes} B + after-paint ${manifest.after_paint_gzip_bytes} B gzipped, wheels ${wheels.join(", ")}`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

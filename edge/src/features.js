@@ -8,12 +8,12 @@ export { runtimeZone };
 
 export const SPEC_VERSION = 'fp-features/1';
 
-// `globalThis.FP_SNIPPET` is true only in the browser snippet's bundle, whose build defines it
-// (browser/build.mjs), so that esbuild drops each branch it rules out, here and in policy.js.
-// The snippet decides once per page: the caches and exception-free paths that pay off over a
-// worker's many requests would only be bytes on the wire before first paint. Either way gives
-// the same features and decisions (golden vectors in workerd and, through the snippet's own
-// bundle, in Chromium). Spelled out at each use: esbuild folds it only where it is written.
+// Statements labelled `EDGE:` (here and in policy.js) run everywhere but in the browser
+// snippet, whose build drops them (esbuild's dropLabels, browser/build.mjs): caches and
+// exception-free paths that pay off over a worker's many requests, and would only be bytes on
+// the wire before the snippet's one decision per page. The code after such a statement is what
+// the snippet runs instead; both give the same features and decisions (golden vectors in workerd
+// and, through the snippet's own bundle, in Chromium; tests/js/snippet_branches.test.mjs).
 
 const SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//;
 const COUNTRY = /^[A-Z]{2}$/;
@@ -158,7 +158,8 @@ function decodeCaught(s) {
 export function decode(s) {
   s = s.includes('+') ? s.replace(/\+/g, ' ') : s;
   if (!s.includes('%')) return s;
-  return globalThis.FP_SNIPPET ? decodeCaught(s) : decodeChecked(s);
+  EDGE: return decodeChecked(s);
+  return decodeCaught(s);
 }
 
 function text(value) {
@@ -266,8 +267,8 @@ function ruleSet(rules) {
       midMax: rules.price_bands[1],
       maxPages: rules.max_pages,
       logMaxPages: Math.log1p(rules.max_pages),
-      agents: globalThis.FP_SNIPPET ? null : new Map(),
-      hosts: globalThis.FP_SNIPPET ? null : new Map(),
+      agents: new Map(), // the edge's caches
+      hosts: new Map(),
     };
     compiledRules.set(rules, set);
   }
@@ -285,7 +286,7 @@ function firstRule(list, s) {
 
 // `value`, kept in `cache` under `key` at the edge.
 function remember(cache, key, value) {
-  if (!globalThis.FP_SNIPPET) {
+  EDGE: {
     if (cache.size >= CACHE_SIZE) cache.clear();
     cache.set(key, value);
   }
@@ -294,22 +295,27 @@ function remember(cache, key, value) {
 
 // What a non-empty user agent says: tablet/mobile pattern matches, os, browser, bot.
 function agent(set, ua) {
+  EDGE: {
+    const known = set.agents.get(ua);
+    if (known) return known;
+  }
   const { rules } = set;
-  return (
-    (globalThis.FP_SNIPPET ? undefined : set.agents.get(ua)) ??
-    remember(set.agents, ua, {
-      tablet: search(rules.tablet, ua),
-      mobile: search(rules.mobile, ua),
-      os: firstRule(rules.os, ua) ?? 'other',
-      browser: firstRule(rules.browser, ua) ?? 'other',
-      bot: search(rules.bot, ua),
-    })
-  );
+  return remember(set.agents, ua, {
+    tablet: search(rules.tablet, ua),
+    mobile: search(rules.mobile, ua),
+    os: firstRule(rules.os, ua) ?? 'other',
+    browser: firstRule(rules.browser, ua) ?? 'other',
+    bot: search(rules.bot, ua),
+  });
 }
 
 // The class of an external referrer host (CONTRACT §4 referrer_class steps 5–6).
 function hostClass(set, host) {
-  return (globalThis.FP_SNIPPET ? undefined : set.hosts.get(host)) ?? remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
+  EDGE: {
+    const known = set.hosts.get(host);
+    if (known) return known;
+  }
+  return remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
 }
 
 // --- local time -------------------------------------------------------------------------------
@@ -318,17 +324,29 @@ const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const YEAR_1 = -62135596800000; // 0001-01-01T00:00Z: Python's datetime range starts here
 const YEAR_10000 = 253402300800000; // and ends before this
 
+// Whether `zone` is spelled like an IANA zone name (CONTRACT §4 weekday); remembered at the edge,
+// where a few hundred names come back on every request and a lookup costs less than the pattern.
+const zoneNames = new Map();
+
+function zoneNameShape(zone) {
+  EDGE: {
+    const known = zoneNames.get(zone);
+    if (known !== undefined) return known;
+  }
+  return remember(zoneNames, zone, zone.length <= 64 && TIMEZONE.test(zone));
+}
+
 /** {hour, minute, weekday} in `context.timezone` at `context.now_ms`, or null when unknown. */
 function localTime(context) {
   const zone = text(context.timezone);
   const nowMs = number(context.now_ms);
-  if (nowMs === null || zone.length > 64 || !TIMEZONE.test(zone)) return null;
-  const when = new Date(nowMs); // integral ms, as Date keeps them
-  const t = when.getTime();
+  if (nowMs === null || !zoneNameShape(zone)) return null;
+  const t = Math.trunc(nowMs) + 0; // integral ms, as Date keeps them (+ 0: never -0)
   if (!(t >= YEAR_1 && t < YEAR_10000)) return null;
   // The runtime's own zone (the snippet's case): the Date clock already knows local time, so
   // no Intl formatter or Temporal object is built on the first-paint path.
   if (zone === runtimeZone() && t >= YEAR_1 + 864e5 && t < YEAR_10000 - 864e5) {
+    const when = new Date(t);
     return { hour: when.getHours(), minute: when.getMinutes(), weekday: DAY_NAMES[when.getDay()] };
   }
   const local = zoneTime(zone, t);
@@ -361,15 +379,15 @@ const UTM = ['utm_source', 'utm_medium', 'utm_campaign'];
 
 // Referrer → its host minus `www.` (null: none). Cached: browsers send only the origin of a
 // cross-site referrer (the default referrer policy), so a few thousand strings cover most traffic.
-const referrerHosts = globalThis.FP_SNIPPET ? null : new Map();
+const referrerHosts = new Map();
 
 function referrerHost(referrer) {
-  let host = globalThis.FP_SNIPPET ? undefined : referrerHosts.get(referrer);
-  if (host === undefined) {
-    host = parseUrl(referrer)[0];
-    host = remember(referrerHosts, referrer, host ? stripWww(host) : null);
+  EDGE: {
+    const known = referrerHosts.get(referrer);
+    if (known !== undefined) return known;
   }
-  return host;
+  const host = parseUrl(referrer)[0];
+  return remember(referrerHosts, referrer, host ? stripWww(host) : null);
 }
 
 // Each field's raw value before vocabulary lookup (`null` = unknown), in FIELDS order:
@@ -444,7 +462,7 @@ function rawValues(context, rules) {
 // At the edge every feature name gets a small integer id, the same in every spec (names come
 // from specs, never from requests, so the table stays small): policy.js finds a feature's
 // weights by array index instead of hashing its name.
-const featureIds = globalThis.FP_SNIPPET ? null : new Map();
+const featureIds = new Map();
 
 // The id of feature `name`, carried by features() pairs as their `id`.
 function featureId(name) {
@@ -475,13 +493,15 @@ function compile(spec) {
 
 // The shared active feature for `field.vocab[i]`.
 function pair(field, i) {
-  if (globalThis.FP_SNIPPET) return [`${field.name}=${field.vocab[i]}`, 1.0];
-  let feature = field.pairs[i];
-  if (feature === undefined) {
-    feature = [`${field.name}=${field.vocab[i]}`, 1.0];
-    field.pairs[i] = Object.freeze(Object.defineProperty(feature, 'id', { value: featureId(feature[0]) }));
+  EDGE: {
+    let feature = field.pairs[i];
+    if (feature === undefined) {
+      feature = [`${field.name}=${field.vocab[i]}`, 1.0];
+      field.pairs[i] = Object.freeze(Object.defineProperty(feature, 'id', { value: featureId(feature[0]) }));
+    }
+    return feature;
   }
-  return feature;
+  return [`${field.name}=${field.vocab[i]}`, 1.0]; // the snippet's: made once, shared with nothing
 }
 
 /** Active features of `context` as ordered [name, value] pairs; never throws on bad input. */

@@ -132,32 +132,32 @@ const FNV_OFFSET = 0x811c9dc5;
 // FNV-1a 32-bit state `h` advanced over the UTF-8 bytes of `text`: hashing the parts of a key
 // one after another equals hashing their concatenation (no surrogate pair spans two parts).
 function fnvUpdate(h, text) {
-  if (globalThis.FP_SNIPPET) {
-    // The bytes, one per character, from the browser's own UTF-8 encoder: shorter on the wire.
-    // It throws on a lone surrogate, which the snippet's ids and slot names never hold (a
-    // tampered stored visitor id might), so such a slot keeps its default content, recorded as
-    // a fallback — never a choice other than the contract's (surrogatepass bytes, below).
-    for (const byte of unescape(encodeURIComponent(text))) h = Math.imul(h ^ byte.charCodeAt(0), 16777619);
+  EDGE: {
+    for (let i = 0; i < text.length; i++) {
+      let c = text.charCodeAt(i);
+      if (c < 0x80) {
+        h = Math.imul(h ^ c, 16777619);
+        continue;
+      }
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+        const next = text.charCodeAt(i + 1);
+        if (next >= 0xdc00 && next <= 0xdfff) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
+          i++;
+        }
+      }
+      // Lead byte, then continuation bytes from the highest six bits down.
+      const extra = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+      h = Math.imul(h ^ ((0xff << (7 - extra)) & 0xff) ^ (c >> (6 * extra)), 16777619);
+      for (let k = extra - 1; k >= 0; k--) h = Math.imul(h ^ (0x80 | ((c >> (6 * k)) & 63)), 16777619);
+    }
     return h;
   }
-  for (let i = 0; i < text.length; i++) {
-    let c = text.charCodeAt(i);
-    if (c < 0x80) {
-      h = Math.imul(h ^ c, 16777619);
-      continue;
-    }
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        c = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
-        i++;
-      }
-    }
-    // Lead byte, then continuation bytes from the highest six bits down.
-    const extra = c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
-    h = Math.imul(h ^ ((0xff << (7 - extra)) & 0xff) ^ (c >> (6 * extra)), 16777619);
-    for (let k = extra - 1; k >= 0; k--) h = Math.imul(h ^ (0x80 | ((c >> (6 * k)) & 63)), 16777619);
-  }
+  // The snippet's (see features.js on `EDGE:`): the bytes, one per character, from the browser's
+  // own UTF-8 encoder. It throws on a lone surrogate, which the snippet's ids and slot names
+  // never hold (a tampered stored visitor id might): such a slot keeps its default content,
+  // recorded as a fallback — never a choice other than the contract's (surrogatepass above).
+  for (const byte of unescape(encodeURIComponent(text))) h = Math.imul(h ^ byte.charCodeAt(0), 16777619);
   return h;
 }
 
@@ -219,7 +219,7 @@ function score(c, active) {
   z.set(c.bias); // hits past active.length are stale and never read
   for (let j = 0; j < active.length; j++) {
     const feature = active[j];
-    const id = globalThis.FP_SNIPPET ? undefined : feature.id; // the snippet's features carry none
+    const id = feature.id; // none on the snippet's features
     let entries = id === undefined ? byName.get(feature[0]) : byId[id];
     if (entries === undefined) {
       entries = entriesOf(c, feature[0]);
@@ -285,15 +285,17 @@ function topFeatures(c, i, active) {
   const top = [];
   for (let j = 0; j < active.length; j++) {
     const entries = c.hits[j];
-    for (let e = 0; e < entries.length; e += 2) {
-      const wx = entries[e + 1] * active[j][1];
-      if (entries[e] !== i || wx === 0) continue;
-      // After every kept contribution at least as large, so ties keep feature order.
-      let at = top.length;
-      while (at > 0 && Math.abs(top[at - 1][1]) < Math.abs(wx)) at--;
-      if (at < 3) top.splice(at, 0, [active[j][0], wx]);
-      if (top.length > 3) top.pop();
-    }
+    // Entries are in variant order: variant i's weight, if any, is the first not below i.
+    let e = 0;
+    while (e < entries.length && entries[e] < i) e += 2;
+    if (entries[e] !== i) continue;
+    const wx = entries[e + 1] * active[j][1];
+    if (wx === 0) continue;
+    // After every kept contribution at least as large, so ties keep feature order.
+    let at = top.length;
+    while (at > 0 && Math.abs(top[at - 1][1]) < Math.abs(wx)) at--;
+    if (at < 3) top.splice(at, 0, [active[j][0], wx]);
+    if (top.length > 3) top.pop();
   }
   return top;
 }

@@ -3,6 +3,7 @@
 // browser/build.mjs): it only ever decides in the browser's own zone, which features.js reads
 // from the Date clock, so the Intl machinery below would be dead weight on the wire.
 
+const DAY_MS = 86400000;
 const HOUR_MS = 3600000;
 const MINUTE_MS = 60000;
 const YEAR_101 = -58979923200000; // 0101-01-01T00:00Z
@@ -99,8 +100,12 @@ export function zoneTime(zone, t) {
     if (offset === null) offset = constantOffset(state.minutes, formatter, Math.floor(t / MINUTE_MS), MINUTE_MS);
   }
   if (offset !== null) {
-    const local = new Date(t + offset);
-    return { hour: local.getUTCHours(), minute: local.getUTCMinutes(), day: local.getUTCDay() };
+    // What Date's UTC getters say of `local` (integral ms; day 0 of the epoch was a Thursday),
+    // without making a Date.
+    const local = t + offset;
+    const ms = local - Math.floor(local / DAY_MS) * DAY_MS;
+    const day = (Math.floor(local / DAY_MS) + 4) % 7;
+    return { hour: Math.floor(ms / HOUR_MS), minute: Math.floor((ms % HOUR_MS) / MINUTE_MS), day: day < 0 ? day + 7 : day };
   }
   const p = localParts(formatter, t);
   const day = WEEKDAYS[p.weekday];

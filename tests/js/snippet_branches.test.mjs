@@ -1,30 +1,39 @@
-// The snippet's branches of features.js and policy.js (`globalThis.FP_SNIPPET`, which its build
-// defines as true) give what the edge's give: the same features for the golden and for fuzzed
-// contexts, the same percent-decoding of any escapes, the same choices for any well-formed ids.
-// The flag is read where it is used, so one process runs both; a fresh copy of the spec keeps
-// the snippet's per-rules state (no caches) apart from the edge's. Seeded and bounded; the
-// golden vectors also run through the snippet's real bundle in Chromium
-// (tests/test_browser_policy.py).
+// The snippet's branches of features.js and policy.js (what is left once its build drops the
+// statements labelled `EDGE:`) give what the edge's give: the same features for the golden and
+// for fuzzed contexts, the same percent-decoding of any escapes, the same choices for any
+// well-formed ids. The modules are bundled here with the snippet's SNIPPET_BRANCHES, but with the
+// edge's time zones (the snippet's stand-in knows only the browser's own zone; the golden
+// vectors run through the snippet's real bundle in Chromium, tests/test_browser_policy.py).
+// Seeded and bounded.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as esbuild from 'esbuild';
+import { SNIPPET_BRANCHES } from '../../browser/build.mjs';
 import { decode, features } from '../../edge/src/features.js';
 import { choose } from '../../edge/src/policy.js';
 import { ROOT, starterModel } from './support.mjs';
 
-const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'));
-const EDGE_MODEL = starterModel;
-const SNIPPET_MODEL = structuredClone(starterModel);
+const outfile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fp-snippet-branches-')), 'policy.mjs');
+await esbuild.build({
+  ...SNIPPET_BRANCHES,
+  stdin: {
+    contents: 'export { decode, features } from "./edge/src/features.js"; export { choose } from "./edge/src/policy.js";',
+    resolveDir: ROOT,
+  },
+  bundle: true,
+  format: 'esm',
+  outfile,
+  logLevel: 'warning',
+});
+const snippet = await import(pathToFileURL(outfile).href);
+test.after(() => fs.rmSync(path.dirname(outfile), { recursive: true, force: true }));
 
-function asSnippet(fn) {
-  globalThis.FP_SNIPPET = true;
-  try {
-    return fn();
-  } finally {
-    delete globalThis.FP_SNIPPET;
-  }
-}
+const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'));
+const MODEL = starterModel;
 
 // mulberry32: a small seeded PRNG, so a failure is reproducible from its seed.
 function rng(seed) {
@@ -56,14 +65,14 @@ test('the snippet decodes every escape as the edge does (well-formed text)', () 
   const next = rng(3);
   for (let i = 0; i < 50000; i++) {
     const s = escapes(next);
-    assert.equal(asSnippet(() => decode(s)), decode(s), JSON.stringify(s));
+    assert.equal(snippet.decode(s), decode(s), JSON.stringify(s));
   }
 });
 
 test('the snippet finds the features of every golden context as the edge does', () => {
   for (const c of golden) {
-    const edge = features(c.context, EDGE_MODEL.features);
-    assert.deepEqual(asSnippet(() => features(c.context, SNIPPET_MODEL.features)), [...edge].map((f) => [...f]), c.id);
+    const edge = features(c.context, MODEL.features);
+    assert.deepEqual(snippet.features(c.context, MODEL.features), [...edge].map((f) => [...f]), c.id);
   }
 });
 
@@ -82,26 +91,26 @@ test('the snippet finds the features of fuzzed contexts as the edge does', () =>
       now_ms: 1795609800000 + Math.floor(next() * 864e5 * 30),
       returning: pick(next, [true, false, undefined]),
     };
-    const edge = features(context, EDGE_MODEL.features).map((f) => [...f]);
-    assert.deepEqual(asSnippet(() => features(context, SNIPPET_MODEL.features)), edge, JSON.stringify(context));
+    const edge = features(context, MODEL.features).map((f) => [...f]);
+    assert.deepEqual(snippet.features(context, MODEL.features), edge, JSON.stringify(context));
   }
 });
 
 test('the snippet makes the edge’s choice for any well-formed ids', () => {
   const next = rng(9);
-  const active = features(golden[0].context, EDGE_MODEL.features);
+  const active = features(golden[0].context, MODEL.features);
   const text = () => Array.from({ length: Math.floor(next() * 8) }, () => String.fromCodePoint(pick(next, [0x41, 0x7f, 0xe9, 0x7ff, 0x800, 0xffff, 0x10000, 0x1f600, 0x10ffff]))).join('');
   for (let i = 0; i < 20000; i++) {
     const visitor = text();
     const decision = text() || 'd';
-    for (const slot of Object.keys(EDGE_MODEL.slots)) {
-      const edge = choose(EDGE_MODEL, active, slot, visitor, decision);
-      assert.deepEqual(asSnippet(() => choose(SNIPPET_MODEL, active, slot, visitor, decision)), edge, JSON.stringify([visitor, decision]));
+    for (const slot of Object.keys(MODEL.slots)) {
+      const edge = choose(MODEL, active, slot, visitor, decision);
+      assert.deepEqual(snippet.choose(MODEL, active, slot, visitor, decision), edge, JSON.stringify([visitor, decision]));
     }
   }
 });
 
 test('a lone surrogate in an id makes the snippet fall back, not choose otherwise', () => {
-  const active = features(golden[0].context, EDGE_MODEL.features);
-  assert.throws(() => asSnippet(() => choose(SNIPPET_MODEL, active, 'hero', 'v\ud800', 'd')), URIError);
+  const active = features(golden[0].context, MODEL.features);
+  assert.throws(() => snippet.choose(MODEL, active, 'hero', 'v\ud800', 'd'), URIError);
 });
