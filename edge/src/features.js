@@ -297,7 +297,7 @@ function remember(cache, key, value) {
 function agent(set, ua) {
   EDGE: {
     const known = set.agents.get(ua);
-    if (known) return known;
+    if (known !== undefined) return known;
   }
   const { rules } = set;
   return remember(set.agents, ua, {
@@ -313,7 +313,7 @@ function agent(set, ua) {
 function hostClass(set, host) {
   EDGE: {
     const known = set.hosts.get(host);
-    if (known) return known;
+    if (known !== undefined) return known;
   }
   return remember(set.hosts, host, firstRule(set.rules.referrer_hosts, host) ?? 'other');
 }
@@ -324,8 +324,8 @@ const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const YEAR_1 = -62135596800000; // 0001-01-01T00:00Z: Python's datetime range starts here
 const YEAR_10000 = 253402300800000; // and ends before this
 
-// Whether `zone` is spelled like an IANA zone name (CONTRACT §4 weekday); remembered at the edge,
-// where a few hundred names come back on every request and a lookup costs less than the pattern.
+// Whether `zone` is spelled like an IANA zone name (CONTRACT §4 weekday); remembered at the edge:
+// a few hundred names cover all traffic, and a lookup costs less than the pattern.
 const zoneNames = new Map();
 
 function zoneNameShape(zone) {
@@ -491,7 +491,7 @@ function compile(spec) {
   return fields;
 }
 
-// The shared active feature for `field.vocab[i]`.
+// The active feature for `field.vocab[i]` (at the edge, the one shared pair).
 function pair(field, i) {
   EDGE: {
     let feature = field.pairs[i];
