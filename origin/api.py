@@ -226,13 +226,28 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
 
 
 def _decision_id() -> str:
-    """A random version-4 UUID in hex, as `uuid.uuid4().hex` writes it, minus its object."""
-    n = int.from_bytes(os.urandom(16), "big")
-    return f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
+    """A random version-4 UUID in hex, as `uuid.uuid4().hex` writes it, minus its object.
+
+    The random bytes come from `os.urandom` 256 ids at a time: one `getrandom` call per
+    request released the GIL in the middle of the hot path, and each release let the
+    background threads (log writer, learner) take the GIL from the request for a while.
+    """
+    try:
+        return _unused_ids.pop()
+    except IndexError:  # empty (or emptied by another thread just now): read a new batch
+        raw = bytearray(os.urandom(16 * _IDS_PER_READ))
+        raw[6::16] = raw[6::16].translate(_VERSION_4)
+        raw[8::16] = raw[8::16].translate(_RFC_4122_VARIANT)
+        text = raw.hex()
+        _unused_ids.extend(text[i : i + 32] for i in range(0, len(text), 32))
+        return _unused_ids.pop()
 
 
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
-_UUID4_SET = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
+_IDS_PER_READ = 256
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: version nibble 4
+_RFC_4122_VARIANT = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: variant bits 10
+_unused_ids: list[str] = []  # list.pop is atomic: Redis sessions decide in worker threads
+os.register_at_fork(after_in_child=_unused_ids.clear)  # a forked worker must not reuse ids
 
 
 def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]]:

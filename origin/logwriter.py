@@ -7,8 +7,11 @@ it (none of them was written: one transaction).
 
 Batches queued without waiting (`write_soon`: the decisions made here) linger up to `linger_s`
 before their commit when nobody waits on the queue, so that a steady stream of decisions costs
-one commit (one fsync, one worker-thread hop) per few milliseconds rather than per request. A
-waiting `write()` cuts the linger short.
+one commit (one fsync, one worker-thread hop) per 25 ms rather than per request. A waiting
+`write()` cuts the linger short. Why 25 ms: a commit's fixed cost (the hop, BEGIN, COMMIT, the
+fsync) is then shared by ~40 decisions at 1,600 a second instead of ~16 at 10 ms (the writer
+thread's CPU per decision ~10 µs instead of ~14.5 µs; longer groups save little more), and a
+crash still loses only those 25 ms of decisions, whose commit nobody awaited.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class LogWriter:
     """Writes log entries to storage in merged transactions, from one background task."""
 
-    def __init__(self, storage: Storage, max_group: int = 20_000, linger_s: float = 0.01) -> None:
+    def __init__(self, storage: Storage, max_group: int = 20_000, linger_s: float = 0.025) -> None:
         self.storage = storage
         self.max_group = max_group
         self.linger_s = linger_s

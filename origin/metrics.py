@@ -6,6 +6,7 @@ Gauges may be callables, read at scrape time (model age, learner lag).
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Callable
@@ -50,7 +51,8 @@ class Counter(_Metric):
         self._values: dict[Labels, float] = {}
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
+        # One label (every counter on the hot path) needs no sorting into its key.
+        key = tuple(labels.items()) if len(labels) < 2 else tuple(sorted(labels.items()))
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + amount
 
@@ -88,11 +90,8 @@ class Histogram(_Metric):
         self._sum = 0.0
 
     def observe(self, value: float) -> None:
-        index = len(self.buckets)
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                index = i
-                break
+        # The first bucket with value <= bound; NaN is <= none of them (+Inf's count).
+        index = bisect.bisect_left(self.buckets, value) if value == value else len(self.buckets)
         with self._lock:
             self._counts[index] += 1
             self._sum += value

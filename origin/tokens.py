@@ -58,10 +58,6 @@ class TokenClaims:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64encode(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
-
-
 def _b64decode(text: str) -> bytes:
     if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
         raise TokenError("token is not unpadded base64url")
@@ -90,12 +86,13 @@ def _keyed(secret: bytes) -> tuple[Any, Any]:
 _BLOCK = 64  # SHA-256's block size in bytes
 
 
-def _signature(secret: bytes, encoded_payload: str) -> str:
+def _signature(secret: bytes, encoded_payload: bytes) -> bytes:
+    """The unpadded base64url HMAC-SHA256 of `encoded_payload` (ASCII bytes)."""
     inner, outer = _keyed(secret)
     inner, outer = inner.copy(), outer.copy()
-    inner.update(encoded_payload.encode("ascii"))
+    inner.update(encoded_payload)
     outer.update(inner.digest())
-    return _b64encode(outer.digest())
+    return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _ascii_string(value: str) -> str:
@@ -110,14 +107,16 @@ def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
 
     The payload text is what the edge writes for the same decision (keys in contract order,
     JS number formatting, ASCII-only strings), so both runtimes issue byte-identical tokens.
+    The token stays bytes until it is whole (one decode instead of one per part).
     """
     payload = (
         f'{{"d":{_ascii_string(decision["decision_id"])},"s":{_ascii_string(decision["slot"])},'
         f'"v":{_ascii_string(decision["variant"])},"p":{js_number(decision["propensity"])},'
         f'"m":{_ascii_string(decision["model_version"])},"t":{int(issued_ms)}}}'
     )
-    encoded = _b64encode(payload.encode("utf-8"))
-    return f"{encoded}.{_signature(secret, encoded)}"
+    encoded = binascii.b2a_base64(payload.encode("ascii"), newline=False)
+    encoded = encoded.translate(_URLSAFE).rstrip(b"=")
+    return (encoded + b"." + _signature(secret, encoded)).decode("ascii")
 
 
 def verify(secret: bytes, token: Any) -> TokenClaims:
@@ -129,7 +128,7 @@ def verify(secret: bytes, token: Any) -> TokenClaims:
         raise TokenError("token is not unpadded base64url")
     if len(signature) != _SIGNATURE_CHARS:
         raise TokenError("token signature is not an HMAC-SHA256")
-    if not hmac.compare_digest(_signature(secret, encoded), signature):
+    if not hmac.compare_digest(_signature(secret, encoded.encode("ascii")), signature.encode()):
         raise TokenError("token signature does not match", forged=True)
     try:
         payload = json.loads(_b64decode(encoded))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from starlette.testclient import TestClient
@@ -90,6 +91,20 @@ def test_decisions_made_by_decide_are_logged(client, settings):
     records = logged(settings, DECISION)
     assert [r["decision_id"] for r in records] == [decision["decision_id"]]
     assert records[0]["visitor_id"] == "v9" and records[0]["propensity"] == decision["propensity"]
+
+
+def test_decision_ids_are_distinct_random_uuid4s(client):
+    """Ids come from os.urandom in batches of 256: 300 decisions cross a refill."""
+    ids = [
+        d["decision_id"]
+        for _ in range(150)
+        for d in client.post("/v1/decide", json={"slots": ["hero", "promo"]}).json()["decisions"]
+    ]
+    assert len(set(ids)) == len(ids) == 300
+    for decision_id in ids:
+        parsed = uuid.UUID(hex=decision_id)
+        assert parsed.hex == decision_id and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
 
 
 def test_events_are_committed_before_202(client, settings):
