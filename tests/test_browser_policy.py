@@ -66,9 +66,10 @@ def test_snippet_policy_in_chromium_reproduces_the_golden_vectors(
                   await fpPolicy.loadModel(model);  // checks format and sha256 with Web Crypto
                   return cases.map((c) => {
                     const active = fpPolicy.features(c.context, model.features);
+                    const ids = [c.visitor_id, c.decision_id];
                     return {
-                      decision: fpPolicy.decide(model, c.context, c.slot, c.visitor_id, c.decision_id),
-                      choice: fpPolicy.choose(model, active, c.slot, c.visitor_id, c.decision_id),
+                      decision: fpPolicy.decide(model, c.context, c.slot, ...ids),
+                      choice: fpPolicy.choose(model, active, c.slot, ...ids),
                       features: active,
                     };
                   });
