@@ -145,7 +145,7 @@ def objects(keys: list[str], extra=None):
     """Dicts whose keys are mostly the endpoint's own, with any values."""
     return st.dictionaries(
         st.sampled_from(keys) | text,
-        scalars | (extra or st.nothing()) | json_values,
+        scalars | (st.nothing() if extra is None else extra) | json_values,
         max_size=len(keys) + 2,
     )
 
