@@ -6,25 +6,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { featureNames, features, isBot, splitUrl } from '../../edge/src/features.js';
-import { ROOT, starterModel } from './support.mjs';
+import { ROOT, rng, starterModel } from './support.mjs';
 
 const SPEC = starterModel.features;
 const NAMES = new Set(featureNames(SPEC));
 const CATEGORICAL = SPEC.fields.filter((f) => f.kind === 'categorical').map((f) => f.name);
 const KEYS = ['url', 'referrer', 'site_host', 'user_agent', 'ch_ua_mobile', 'accept_language', 'country', 'timezone', 'now_ms', 'returning', 'session'];
 const tried = {};
-
-// mulberry32: a small seeded PRNG, so a failure is reproducible from its seed.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = [
   '%', '%zz', '%E2%82', '%C0%80', '%F0%9F%98%80', '+', '?', '#', '&', '=', '://', 'http://', 'https://[::1', '@', ':', '/',

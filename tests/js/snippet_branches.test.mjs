@@ -15,7 +15,7 @@ import * as esbuild from 'esbuild';
 import { SNIPPET_BRANCHES } from '../../browser/build.mjs';
 import { decode, features } from '../../edge/src/features.js';
 import { choose } from '../../edge/src/policy.js';
-import { ROOT, starterModel } from './support.mjs';
+import { ROOT, rng, starterModel } from './support.mjs';
 
 const outfile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fp-snippet-branches-')), 'policy.mjs');
 await esbuild.build({
@@ -34,18 +34,6 @@ test.after(() => fs.rmSync(path.dirname(outfile), { recursive: true, force: true
 
 const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'));
 const MODEL = starterModel;
-
-// mulberry32: a small seeded PRNG, so a failure is reproducible from its seed.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = (next, list) => list[Math.floor(next() * list.length)];
 const HEX = '0123456789abcdefABCDEF';

@@ -11,6 +11,19 @@ import { bundleWorker } from '../../edge/build.mjs';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const COMPATIBILITY_DATE = '2026-04-01';
 export const SECRET = 'test-secret-0123456789';
+
+// mulberry32: a small seeded PRNG, so a failure is reproducible from its seed.
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const site = JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src/site.json'), 'utf8'));
 export const starterModel = JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src/model.json'), 'utf8'));
 
