@@ -2,13 +2,15 @@
 // contexts of the golden cases, each call timed alone — wall clock (hrtime) and, because other
 // processes preempt a shared machine, also this process's CPU time (cpuUsage, ~1 µs
 // resolution and overhead) — and, apart, with user agents and referrers never seen before
-// (features.js caches both: real traffic repeats them). Prints JSON (microseconds).
+// (features.js caches both: real traffic repeats them); and the worker's own path, features()
+// then choose() (the choice without decide()'s explanation). Prints JSON (microseconds).
 //   node edge/bench/decide.mjs [iterations]
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { checkModel, decide } from '../src/policy.js';
+import { checkModel, choose, decide } from '../src/policy.js';
+import { features } from '../src/features.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const model = await checkModel(JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src/model.json'), 'utf8')));
@@ -54,6 +56,17 @@ for (let i = 0; i < freshIterations; i++) {
 }
 fresh.sort();
 
+// What the worker runs per slot (worker.js): features() then choose(), timed the same way.
+const worker = new Float64Array(iterations);
+for (let i = 0; i < 5000; i++) choose(model, features(contexts[i % contexts.length], model.features), 'hero', `v${i}`, `d${i}`);
+for (let i = 0; i < iterations; i++) {
+  const context = contexts[i % contexts.length];
+  const started = process.hrtime.bigint();
+  choose(model, features(context, model.features), 'hero', `v${i}`, `d${i}`);
+  worker[i] = Number(process.hrtime.bigint() - started) / 1000;
+}
+worker.sort();
+
 // The machine's own tail: a fixed arithmetic workload sized to the decisions' median, timed the
 // same way. Its p99 over its p50 is what preemption, timer interrupts and a virtualised CPU add
 // to any work of that size here, whatever the code.
@@ -85,6 +98,8 @@ console.log(JSON.stringify({
   decision_mean_us: +(samples.reduce((a, b) => a + b, 0) / iterations).toFixed(2),
   decision_cpu_p50_us: quantile(cpuSamples, 0.5),
   decision_cpu_p99_us: quantile(cpuSamples, 0.99),
+  decision_worker_p50_us: +quantile(worker, 0.5).toFixed(2),
+  decision_worker_p99_us: +quantile(worker, 0.99).toFixed(2),
   decision_fresh_agent_p50_us: +quantile(fresh, 0.5).toFixed(2),
   decision_fresh_agent_p99_us: +quantile(fresh, 0.99).toFixed(2),
   fixed_work_p50_us: +quantile(fixed, 0.5).toFixed(2),

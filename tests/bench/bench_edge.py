@@ -4,6 +4,9 @@
   alone (`edge/bench/decide.mjs`, node's V8 — workerd's clocks do not move during compute).
   `fixed_work_p50_us`/`fixed_work_p99_us`: a fixed arithmetic workload of the decisions' median
   size timed the same way — the tail this machine adds to any work of that size.
+  `decision_worker_p50_us`/`_p99_us`: what the worker itself runs per slot, `features()` then
+  `choose()` (the choice without `decide()`'s scores, probabilities and top features, which it
+  never sends). A second figure only: `decision_p99_us` (the whole `decide()`) stays the headline.
 - `added_p50_ms`, `added_p99_ms`, `throughput_ratio`: the rewriting worker against a
   pass-through worker in front of the same 127.0.0.1 origin, both in workerd, in one run
   (`edge/bench/http.mjs`): sequential interleaved requests, then paired concurrent rounds.
@@ -119,7 +122,9 @@ def run() -> dict[str, Any]:
 def summary(results: dict[str, Any]) -> str:
     return (
         f"decision p50 {results['decision_p50_us']} µs / p99 {results['decision_p99_us']} µs "
-        f"(fixed work of that median: p99 {results.get('fixed_work_p99_us')} µs); "
+        f"(fixed work of that median: p99 {results.get('fixed_work_p99_us')} µs; the worker's "
+        f"features + choose: p50 {results.get('decision_worker_p50_us')} µs / "
+        f"p99 {results.get('decision_worker_p99_us')} µs); "
         f"added p50 {results['added_p50_ms']} ms / p99 {results['added_p99_ms']} ms; "
         f"throughput ratio {results['throughput_ratio']} "
         f"({results.get('throughput_ratio_vs_noop_rewriter')} vs a no-op HTMLRewriter; "
