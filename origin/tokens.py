@@ -58,6 +58,11 @@ class TokenClaims:
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
+def _b64encode(raw: bytes) -> bytes:
+    """Unpadded base64url of `raw`, as ASCII bytes."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def _b64decode(text: str) -> bytes:
     if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
         raise TokenError("token is not unpadded base64url")
@@ -92,7 +97,7 @@ def _signature(secret: bytes, encoded_payload: bytes) -> bytes:
     inner, outer = inner.copy(), outer.copy()
     inner.update(encoded_payload)
     outer.update(inner.digest())
-    return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+    return _b64encode(outer.digest())
 
 
 def _ascii_string(value: str) -> str:
@@ -114,8 +119,7 @@ def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
         f'"v":{_ascii_string(decision["variant"])},"p":{js_number(decision["propensity"])},'
         f'"m":{_ascii_string(decision["model_version"])},"t":{int(issued_ms)}}}'
     )
-    encoded = binascii.b2a_base64(payload.encode("ascii"), newline=False)
-    encoded = encoded.translate(_URLSAFE).rstrip(b"=")
+    encoded = _b64encode(payload.encode("ascii"))
     return (encoded + b"." + _signature(secret, encoded)).decode("ascii")
 
 
