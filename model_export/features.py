@@ -224,6 +224,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def is_mapping(value: Any) -> bool:
+    """`isinstance(value, Mapping)`, asking `dict` first: contexts and sessions are nearly always
+    dicts, and the check against the Mapping ABC is several times slower (~0.3 µs)."""
+    return isinstance(value, dict) or isinstance(value, Mapping)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):  # a tuple: faster than |
         return None
@@ -417,7 +423,7 @@ def _language(accept_language: str) -> str | None:
 
 def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str, Any]:
     """Each field's raw value before vocabulary lookup (`None` = unknown)."""
-    if not isinstance(context, dict) and not isinstance(context, Mapping):  # dict: no ABC check
+    if not is_mapping(context):
         context = {}
     prepared = _prepared(rules)
     url_host, section, source, medium, campaign = _page(_text(context.get("url")))
@@ -447,7 +453,7 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
     returning = context.get("returning")
 
     session = context.get("session")
-    if not isinstance(session, dict) and not isinstance(session, Mapping):
+    if not is_mapping(session):
         session = {}
     categories = session.get("categories")
     categories = categories if isinstance(categories, list) else []

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from model_export.features import features
+from model_export.features import features, is_mapping
 from origin.ftrl import Example, NotFittedError, OnlineLearner, is_finite_number
 
 __all__ = ["REWARD_KINDS", "Example", "NotFittedError", "OnlineLearner", "RewardJoiner"]
@@ -202,9 +202,7 @@ def _decision_record(decision: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("decision: `ts_ms` must be a finite number")
     precomputed = decision.get("features")
     context = decision.get("context")
-    # `dict` first: logged contexts are dicts, and the check against the Mapping ABC is several
-    # times slower (this runs once per log entry the learner reads).
-    if precomputed is None and not isinstance(context, dict) and not isinstance(context, Mapping):
+    if precomputed is None and not is_mapping(context):  # once per log entry the learner reads
         raise ValueError("decision: `context` (an object) or `features` is required")
     if precomputed is not None and not (
         isinstance(precomputed, list | tuple)
