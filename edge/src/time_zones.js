@@ -103,8 +103,9 @@ export function zoneTime(zone, t) {
     // What Date's UTC getters say of `local` (integral ms; day 0 of the epoch was a Thursday),
     // without making a Date.
     const local = t + offset;
-    const ms = local - Math.floor(local / DAY_MS) * DAY_MS;
-    const day = (Math.floor(local / DAY_MS) + 4) % 7;
+    const days = Math.floor(local / DAY_MS);
+    const ms = local - days * DAY_MS;
+    const day = (days + 4) % 7;
     return { hour: Math.floor(ms / HOUR_MS), minute: Math.floor((ms % HOUR_MS) / MINUTE_MS), day: day < 0 ? day + 7 : day };
   }
   const p = localParts(formatter, t);
