@@ -16,11 +16,27 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait_healthy(process: subprocess.Popen, url: str, timeout_s: float) -> bool:
+    """Poll `url`/healthz until it answers 200 (True), or the process exits or time runs out.
+
+    Standard library only: the demo is part of the installed package, httpx is a test extra.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass  # not listening yet, or not healthy yet (URLError and HTTPError are OSErrors)
+        time.sleep(0.2)
+    return False
 
 
 def _stop(process: subprocess.Popen, name: str) -> None:
@@ -55,13 +71,8 @@ def _start_origin(args: argparse.Namespace, env: dict[str, str]) -> tuple[subpro
         command += ["--model", args.model]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     url = f"http://{args.host}:{args.port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    if _wait_healthy(process, url, timeout_s=60):
+        return process, url
     _stop(process, "origin")
     raise SystemExit(f"demo: the origin did not start (exit {process.poll()})")
 
@@ -124,13 +135,8 @@ def _start_edge(args: argparse.Namespace, origin_url: str, env: dict[str, str]):
 
     threading.Thread(target=pump, daemon=True).start()
     url = f"http://{args.host}:{args.edge_port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return (process, url), ""
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    if _wait_healthy(process, url, timeout_s=120):
+        return (process, url), ""
     _stop(process, "edge worker")
     return None, f"wrangler dev did not start (exit {process.poll()}; --verbose shows its output)"
 
