@@ -39,8 +39,8 @@ class RewardJoiner:
 
     Call `expire()` often (every second or every batch): rewarded examples wait there. State
     survives a restart either through `state()`/`from_state()` (JSON) or by replaying the
-    decision and event log of the last window in time order — time is only ever passed in,
-    so a replay rebuilds the same state.
+    decision and event log of the last window in order, then `skip_ready()`: time is only
+    ever passed in, so a replay reopens the same decisions.
     """
 
     def __init__(self, window_ms: int = 30 * 60 * 1000, max_open: int = 100_000) -> None:
@@ -116,6 +116,20 @@ class RewardJoiner:
 
     def expire(self, now_ms: float, spec: Mapping[str, Any]) -> list[Example]:
         """Examples ready at `now_ms`: rewarded decisions, then those whose window closed."""
+        self._close_due(now_ms)
+        examples = [_example(record, spec) for record in self._ready]
+        self._ready.clear()
+        return examples
+
+    def skip_ready(self, now_ms: float) -> int:
+        """`expire` without the examples: what is ready is dropped, and how many is returned.
+        For a replay of log entries whose examples were learned from before."""
+        self._close_due(now_ms)
+        skipped = len(self._ready)
+        self._ready.clear()
+        return skipped
+
+    def _close_due(self, now_ms: float) -> None:
         if not is_finite_number(now_ms):
             raise ValueError(f"now_ms must be a finite number, got {now_ms!r}")
         self.now_ms = now_ms if self.now_ms is None else max(self.now_ms, now_ms)
@@ -126,9 +140,6 @@ class RewardJoiner:
                 self.counts["expired"] += 1
         while self._closed_deadlines and self._closed_deadlines[0][0] <= now_ms:
             self._closed.pop(heapq.heappop(self._closed_deadlines)[1], None)
-        examples = [_example(record, spec) for record in self._ready]
-        self._ready.clear()
-        return examples
 
     def _pop_oldest(self) -> dict[str, Any] | None:
         """Remove and return the open decision whose window ends first (None if stale entry)."""

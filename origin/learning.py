@@ -9,8 +9,10 @@ so tests drive it in simulated time; `run()` calls `step()` in a background thre
 
 A learner restart resumes from the consumer position and warm-starts from the last published
 model. A clean stop (`stop()`) publishes what was learned and checkpoints the decisions still
-waiting for a reward, which `resume()` reopens; after a `kill -9` those open decisions are lost
-(their rewards count as unknown), never counted twice.
+waiting for a reward, which `resume()` reopens. After a `kill -9` there is no checkpoint:
+`resume()` then replays the entries the learner had acknowledged (the last `replay_limit`), which
+reopens the same decisions; what the replay closes was learned from before the crash and is not
+learned again. Only what was learned and not yet published (at most `publish_interval_s`) is lost.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class LearningLoop:
         consumer: str = "learner",
         batch: int = 2000,
         gate: PromotionGate | None = None,
+        replay_limit: int = 100_000,
     ) -> None:
         if publish_interval_s < 0:
             raise ValueError("publish_interval_s must be >= 0")
@@ -59,6 +62,7 @@ class LearningLoop:
         self.publish_interval_s = publish_interval_s
         self.consumer = consumer
         self.batch = batch
+        self.replay_limit = replay_limit
         self.examples = 0
         self.unpublished = 0
         self.published = 0
@@ -146,10 +150,11 @@ class LearningLoop:
                 self._stop.wait(poll_s)
 
     def resume(self) -> bool:
-        """Reopen the decisions a previous learner left waiting for rewards (its checkpoint)."""
+        """Reopen the decisions a previous learner left waiting for rewards: from its checkpoint
+        after a clean stop, else by replaying the log it had processed. True if any reopened."""
         saved = self.storage.take_checkpoint(self.consumer)
         if saved is None:
-            return False
+            return self._replay()
         state = json.loads(saved)
         state["window_ms"] = self.joiner.window_ms  # the configured window wins
         state["max_open"] = self.joiner.max_open
@@ -157,6 +162,30 @@ class LearningLoop:
         self.joiner = RewardJoiner.from_state(state)
         log.info("learner resumed %d open decisions", len(self.joiner))
         return True
+
+    def _replay(self) -> bool:
+        """Rebuild the open decisions from the entries this consumer acknowledged before it
+        stopped without a checkpoint (a crash; on a first start there are none)."""
+        entries = self.storage.processed_log(self.consumer, self.replay_limit)
+        if not entries:
+            return False
+        for entry in entries:
+            self._consume(entry.kind, entry.record)
+        now = self.clock.now_ms()
+        oldest = entries[0].record.get("ts_ms")
+        if len(entries) == self.replay_limit and isinstance(oldest, (int, float)):
+            if oldest > now - self.joiner.window_ms:
+                log.warning(
+                    "learner replay read its limit of %d entries without reaching back a whole"
+                    " reward window: older decisions stay closed", self.replay_limit,
+                )  # fmt: skip
+        skipped = self.joiner.skip_ready(now)
+        self.joiner.counts = dict.fromkeys(self.joiner.counts, 0)  # per process, like `examples`
+        log.info(
+            "learner replayed %d log entries after an unclean stop: %d open decisions reopened,"
+            " %d already learned from", len(entries), len(self.joiner), skipped,
+        )  # fmt: skip
+        return len(self.joiner) > 0
 
     def checkpoint(self) -> None:
         """Publish what was learned (the promotion gate still applies), then save the open

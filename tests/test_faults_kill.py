@@ -1,14 +1,16 @@
-"""`kill -9` of the origin under load: every event answered 202 is in the log after restart.
+"""`kill -9` of the origin: nothing acknowledged is lost, and no decision the learner awaited.
 
 A real `python -m origin serve` on SQLite takes batches of events from 8 concurrent clients;
 once enough have been acknowledged it is killed with SIGKILL while requests are in flight.
 Restarted on the same file, the log must hold every acknowledged event, each exactly once.
-Bounded: at most 400 batches per client and 60 s.
+Bounded: at most 400 batches per client and 60 s. And a decision the learner had already
+consumed when the origin was killed still has its click joined to it after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -87,3 +89,40 @@ def test_every_acknowledged_event_survives_kill_9(tmp_path):
     )
     assert acknowledged <= set(stored), f"lost: {sorted(acknowledged - set(stored))[:10]}"
     assert len(stored) == len(set(stored)), "an event was stored twice"
+
+
+def _metric(origin, name: str) -> float:
+    text = httpx.get(origin.url + "/metrics", timeout=10).text
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert found, f"{name} not in /metrics"
+    return float(found.group(1))
+
+
+def _wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_decision_waiting_for_its_click_survives_kill_9_of_the_learner(tmp_path):
+    origin = start_origin(tmp_path)
+    try:
+        decided = httpx.post(origin.url + "/v1/decide", json={"slots": ["hero"]}, timeout=10)
+        assert decided.status_code == 200, decided.text
+        token = decided.json()["decisions"][0]["token"]
+        # A 202 for an event sent after it means the decision (queued first) is committed too.
+        view = {"events": [{"type": "view", "session_id": "s"}]}
+        assert httpx.post(origin.url + "/v1/events", json=view, timeout=10).status_code == 202
+        _wait_for(lambda: _metric(origin, "fp_learner_lag_entries") == 0, "the learner")
+    finally:
+        origin.kill()  # the learner had the decision open, in memory only
+    restarted = start_origin(tmp_path, db=origin.db)
+    try:
+        click = {"events": [{"type": "click", "token": token}]}
+        assert httpx.post(restarted.url + "/v1/events", json=click, timeout=10).status_code == 202
+        _wait_for(lambda: _metric(restarted, "fp_learner_lag_entries") == 0, "the learner")
+        assert _metric(restarted, "fp_learner_examples") == 1, restarted.log_text()
+        assert "1 open decisions reopened" in restarted.log_text()
+    finally:
+        restarted.stop()

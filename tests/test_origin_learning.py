@@ -19,6 +19,7 @@ from origin.app import create_app
 from origin.clock import ManualClock
 from origin.services import Settings
 from origin.storage.redis import RedisStorage
+from origin.storage.sqlite import SqliteStorage
 from tests.conftest import ROOT
 from tests.support_origin import redis_server  # noqa: F401  (fixture)
 
@@ -185,3 +186,38 @@ def test_open_decisions_survive_a_clean_learner_restart(tmp_path):
         assert second.origin.learning.joiner.counts["rewards"] == 1
     with TestClient(create_app(settings)) as third:  # nothing is left open
         assert len(third.app.state.origin.learning.joiner) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_open_decisions_survive_a_learner_that_died_uncheckpointed(backend, tmp_path, request):
+    """After a crash (no checkpoint), the restarted learner replays the log it had processed:
+    decisions still waiting get their rewards, and one learned from before is not learned again."""
+    clock = ManualClock(START_MS)
+    common = dict(token_secret=SECRET, clock=clock, learner="manual", reward_window_s=WINDOW_S)
+    if backend == "sqlite":
+        settings = Settings(db=str(tmp_path / "o.db"), **common)
+        storage = lambda: SqliteStorage(settings.db, clock=clock)  # noqa: E731
+    else:
+        url = request.getfixturevalue("redis_server").url
+        prefix = f"c{uuid.uuid4().hex[:8]}:"
+        settings = Settings(redis_url=url, **common)
+        storage = lambda: RedisStorage(url, clock=clock, prefix=prefix)  # noqa: E731
+    with TestClient(create_app(settings, storage=storage())) as first:
+        first.origin = first.app.state.origin
+        waiting, clicked = decide(first), decide(first)
+        click(first, clicked["token"])
+        settle(first)
+        assert first.origin.learning.examples == 1 and len(first.origin.learning.joiner) == 1
+    # A kill -9 writes no checkpoint: drop the one the clean shutdown above just wrote.
+    assert storage().take_checkpoint(first.origin.learning.consumer) is not None
+    clock.advance(60_000)
+    with TestClient(create_app(settings, storage=storage())) as second:
+        second.origin = second.app.state.origin
+        learning = second.origin.learning
+        assert set(learning.joiner._open) == {waiting["decision_id"]}
+        click(second, clicked["token"])  # a second click on the one learned from before the crash
+        click(second, waiting["token"])
+        settle(second)
+        assert learning.examples == 1  # the waiting decision's reward, and nothing twice
+        assert learning.joiner.counts["rewards"] == 1 and learning.joiner.counts["closed"] == 1
+        assert learning.joiner.counts["unknown"] == 0

@@ -74,6 +74,23 @@ def test_consumers_keep_their_own_positions(backend):
     assert len(store.read_log("b", 10)) == 4
 
 
+def test_processed_log_is_what_the_consumer_acknowledged_oldest_first(backend):
+    """What a crashed consumer replays: acknowledged entries only, the newest `limit` of them,
+    in log order; entries it read and never acknowledged are delivered again instead."""
+    _, _, open_store = backend
+    store = open_store()
+    assert store.processed_log("learner", 10) == []
+    store.append([(DECISION, _decision(i)) for i in range(8)])
+    read = store.read_log("learner", 6)
+    store.ack("learner", read[:4])
+    reopened = open_store()  # as after a kill -9: nothing of the old connection survives
+    ids = lambda entries: [e.record["decision_id"] for e in entries]  # noqa: E731
+    assert ids(reopened.processed_log("learner", 10)) == ["d0", "d1", "d2", "d3"]
+    assert ids(reopened.processed_log("learner", 2)) == ["d2", "d3"]
+    assert ids(reopened.read_log("learner", 10))[:2] == ["d4", "d5"]
+    assert reopened.processed_log("other", 10) == []
+
+
 def test_log_and_positions_survive_reopening(backend):
     _, _, open_store = backend
     store = open_store()

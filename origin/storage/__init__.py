@@ -80,6 +80,10 @@ class Storage(Protocol):
     def ack(self, consumer: str, entries: list[LogEntry]) -> None:
         """Mark entries as processed by `consumer`; they are not read again."""
 
+    def processed_log(self, consumer: str, limit: int) -> list[LogEntry]:
+        """The last `limit` entries `consumer` has acknowledged, oldest first: what a consumer
+        that lost its memory (a `kill -9`) replays to rebuild its state."""
+
     def lag(self, consumer: str) -> int:
         """How many committed entries `consumer` has not acknowledged yet."""
 

@@ -96,6 +96,30 @@ class RedisStorage:
         if entries:
             self._call("ack", self._redis.xack, self._log, consumer, *[e.id for e in entries])
 
+    def processed_log(self, consumer: str, limit: int) -> list[LogEntry]:
+        self._group(consumer)
+        groups = self._call("xinfo", self._redis.xinfo_groups, self._log)
+        last = next((g["last-delivered-id"] for g in groups if g["name"] == consumer), "0-0")
+        if last == "0-0":
+            return []
+        # Delivered but never acknowledged (the consumer died mid-step): not processed, and
+        # read_log hands them out again, so they are not replayed.
+        pending = {
+            p["message_id"]
+            for p in self._call(
+                "xpending", self._redis.xpending_range, self._log, consumer, "-", last, limit
+            )
+        }
+        reply = self._call(
+            "read", self._redis.xrevrange, self._log, last, "-", count=limit + len(pending)
+        )
+        entries = [
+            LogEntry(entry_id, fields["k"], load_record(fields["r"]))
+            for entry_id, fields in reply
+            if fields and entry_id not in pending
+        ]
+        return entries[:limit][::-1]
+
     def lag(self, consumer: str) -> int:
         self._group(consumer)
         groups = self._call("xinfo", self._redis.xinfo_groups, self._log)

@@ -112,6 +112,17 @@ class SqliteStorage:
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite cursor update failed: {exc}") from exc
 
+    def processed_log(self, consumer: str, limit: int) -> list[LogEntry]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, kind, record FROM log WHERE id <= ? ORDER BY id DESC LIMIT ?",
+                    (self._position(consumer), limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite read failed: {exc}") from exc
+        return [LogEntry(str(i), kind, load_record(record)) for i, kind, record in reversed(rows)]
+
     def lag(self, consumer: str) -> int:
         with self._lock:
             position = self._position(consumer)
