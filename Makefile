@@ -49,6 +49,7 @@ bench: deps
 lint: $(PY_STAMP)
 	$(PY) -m ruff check model_export origin tests
 	$(PY) -m ruff format --check model_export origin tests
+	$(PY) -m mypy model_export origin
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
