@@ -170,16 +170,36 @@ def load_model(source: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
 # --- scoring and choosing (CONTRACT §6) -------------------------------------------------------
 
 
-def fnv1a32(text: str) -> int:
-    """FNV-1a 32-bit over the UTF-8 bytes of `text`."""
-    h = 2166136261
+_FNV_BASIS = 2166136261
+
+
+def fnv1a32(text: str, basis: int = _FNV_BASIS) -> int:
+    """FNV-1a 32-bit over the UTF-8 bytes of `text`.
+
+    `basis` is the offset basis, or the hash of a prefix to continue from: FNV reads its bytes
+    in order, so `fnv1a32(b, fnv1a32(a)) == fnv1a32(a + b)`.
+    """
+    h = basis
     for byte in text.encode("utf-8", "surrogatepass"):
         h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
     return h
 
 
+_HOLDOUT_BASIS = fnv1a32("holdout\x1f")  # every holdout hash starts with these bytes
+
+
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
+
+
+def _sigmoids(logits: list[float]) -> list[float]:
+    """`sigmoid` of each logit, without a function call per variant (the same operations)."""
+    exp = math.exp
+    return [1.0 / (1.0 + exp(-z)) if z >= -700 else 0.0 for z in logits]
+
+
+# The weights of one active feature: its (variant index, weight) pairs, in variant order.
+_Row = list[tuple[int, float]]
 
 
 class _Scorer:
@@ -195,22 +215,26 @@ class _Scorer:
         self.variants: list[str] = list(slot["variants"])
         bias, all_weights = slot["bias"], slot["weights"]
         self.bias = [float(bias.get(v, 0.0)) for v in self.variants]
-        rows: dict[str, list[tuple[int, float]]] = {}
+        rows: dict[str, _Row] = {}
         for i, variant in enumerate(self.variants):
             for name, w in (all_weights.get(variant) or {}).items():
                 if w is not None:
                     rows.setdefault(name, []).append((i, w))
         self.rows = rows
 
-    def logits(self, active: list[Feature]) -> list[float]:
+    def logits(self, active: list[Feature]) -> tuple[list[float], list[tuple[str, float, _Row]]]:
+        """The logits in variant order, and the active features that have weights (name, value,
+        row), in feature order: what `_top_features` reads."""
         z = self.bias.copy()
         row_of = self.rows.get
+        hits = []
         for name, value in active:
             row = row_of(name)
             if row is not None:
+                hits.append((name, value, row))
                 for i, w in row:
                     z[i] += w * value
-        return z
+        return z, hits
 
 
 _SCORERS: dict[int, tuple[Any, _Scorer]] = {}
@@ -218,21 +242,13 @@ _SCORERS: dict[int, tuple[Any, _Scorer]] = {}
 
 def scores(slot: Mapping[str, Any], active: list[Feature]) -> dict[str, float]:
     """Engagement probability per variant: σ(b_v + Σ w_v,f · x_f), summed in feature order."""
-    return dict(zip(slot["variants"], _score_list(slot, active), strict=True))
+    logits = per_object(_SCORERS, slot, _Scorer).logits(active)[0]
+    return dict(zip(slot["variants"], _sigmoids(logits), strict=True))
 
 
-def _score_list(slot: Mapping[str, Any], active: list[Feature]) -> list[float]:
-    """`scores` in variant order."""
-    return list(map(sigmoid, per_object(_SCORERS, slot, _Scorer).logits(active)))
-
-
-def _best(variants: list[str], values: list[float]) -> str:
-    """The first variant with the highest of `values` (in variant order)."""
-    best = 0
-    for i in range(1, len(values)):
-        if values[i] > values[best]:
-            best = i
-    return variants[best]
+def _best(values: list[float]) -> int:
+    """The index of the first of the highest scores (never NaN: `_sigmoids` maps NaN to 0)."""
+    return values.index(max(values))
 
 
 def choice_probabilities(slot: Mapping[str, Any], p: Mapping[str, float]) -> dict[str, float]:
@@ -243,28 +259,38 @@ def choice_probabilities(slot: Mapping[str, Any], p: Mapping[str, float]) -> dic
 
 def _choice_list(slot: Mapping[str, Any], values: list[float]) -> list[float]:
     """`choice_probabilities` in variant order, from the scores in variant order."""
-    variants = slot["variants"]
-    k = len(variants)
+    k = len(values)
     exploration = slot["exploration"]
     if exploration["kind"] == "egreedy":
         e = exploration["epsilon"]
-        best = _best(variants, values)
-        return [e / k + (1 - e) * (v == best) for v in variants]
+        best = _best(values)
+        return [e / k + (1 - e) * (i == best) for i in range(k)]
     t, floor = exploration["temperature"], exploration["floor"]
     m = max(values)
-    expd = [math.exp((x - m) / t) for x in values]
+    exp = math.exp
+    expd = [exp((x - m) / t) for x in values]
     total = sum(expd)
     spread = 1 - k * floor
     return [floor + spread * (x / total) for x in expd]
 
 
-def _top_features(slot: Mapping[str, Any], variant: str, active: list[Feature]) -> list[list[Any]]:
-    weights = slot["weights"].get(variant)
-    if not weights:
-        return []
-    contributions = [(n, weights[n] * x) for n, x in active if weights.get(n, 0) * x != 0]
-    contributions.sort(key=lambda c: -abs(c[1]))  # stable: ties keep feature order
-    return [[n, c] for n, c in contributions[:3]]
+def _top_features(hits: list[tuple[str, float, _Row]], chosen: int) -> list[list[Any]]:
+    """Up to 3 `[name, w·x]` of variant `chosen` by |w·x| descending (ties: feature order)."""
+    contributions = []
+    for name, value, row in hits:
+        for i, w in row:
+            if i == chosen:
+                if w * value != 0:
+                    contributions.append([name, w * value])
+                break
+    if len(contributions) > 1:
+        contributions.sort(key=_magnitude, reverse=True)  # stable: ties keep feature order
+        del contributions[3:]
+    return contributions
+
+
+def _magnitude(contribution: list[Any]) -> float:
+    return abs(contribution[1])
 
 
 def decide(
@@ -281,47 +307,60 @@ def decide(
     `active` is `features(context, model["features"])` when the caller already has it (one
     request deciding several slots computes the features once).
     """
+    return Decision(**decision_fields(model, context, slot, visitor_id, decision_id, force, active))
+
+
+def decision_fields(
+    model: Mapping[str, Any],
+    context: Mapping[str, Any],
+    slot: str,
+    visitor_id: str = "",
+    decision_id: str | None = None,
+    force: str | None = None,
+    active: list[Feature] | None = None,
+) -> dict[str, Any]:
+    """`decide`'s Decision as a dict of its fields, in their order, without the object (the
+    origin answers with this dict; a frozen dataclass of eleven fields costs a few µs to build).
+    """
     decision_id = decision_id or uuid.uuid4().hex
     config = model["slots"][slot]
-    variants: list[str] = config["variants"]
+    scorer = per_object(_SCORERS, config, _Scorer)
+    variants = scorer.variants
     if active is None:
         active = features(context, model["features"])
-    values = _score_list(config, active)
+    logits, hits = scorer.logits(active)
+    values = _sigmoids(logits)
     shares = _choice_list(config, values)
-    p = dict(zip(variants, values, strict=True))
-    pi = dict(zip(variants, shares, strict=True))
-    best = _best(variants, values)
-    version = model["model_version"]
-
-    def made(
-        variant: str, propensity: float, holdout: bool = False, explored: bool = False,
-        forced: bool = False,
-    ) -> Decision:  # fmt: skip
-        return Decision(
-            slot=slot,
-            variant=variant,
-            propensity=propensity,
-            holdout=holdout,
-            explored=explored,
-            scores=p,
-            probabilities=pi,
-            model_version=version,
-            decision_id=decision_id,
-            top_features=_top_features(config, variant, active),
-            forced=forced,
-        )
-
+    propensity, holdout, explored, forced = 1.0, False, False, False
     if force is not None and force in variants:
-        return made(force, 1.0, forced=True)
-    unit = visitor_id or decision_id
-    if fnv1a32(f"holdout\x1f{unit}\x1f{slot}") / _TWO_32 < config.get("holdout", 0):
-        return made(config["default"], 1.0, holdout=True)
-    u = fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / _TWO_32
-    cumulative = 0.0
-    chosen = variants[-1]
-    for v, share in zip(variants, shares, strict=True):
-        cumulative += share
-        if u < cumulative:
-            chosen = v
-            break
-    return made(chosen, pi[chosen], explored=chosen != best)
+        chosen, forced = variants.index(force), True
+    else:
+        unit = visitor_id or decision_id
+        rate = config.get("holdout", 0)
+        # A hash / 2^32 is never below a rate of 0: no hash to compute without a holdout.
+        if rate > 0 and fnv1a32(f"{unit}\x1f{slot}", _HOLDOUT_BASIS) / _TWO_32 < rate:
+            chosen, holdout = variants.index(config["default"]), True
+        else:
+            u = fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / _TWO_32
+            cumulative = 0.0
+            chosen = len(variants) - 1
+            for i, share in enumerate(shares):
+                cumulative += share
+                if u < cumulative:
+                    chosen = i
+                    break
+            propensity = shares[chosen]
+            explored = chosen != _best(values)
+    return {
+        "slot": slot,
+        "variant": variants[chosen],
+        "propensity": propensity,
+        "holdout": holdout,
+        "explored": explored,
+        "scores": dict(zip(variants, values, strict=True)),
+        "probabilities": dict(zip(variants, shares, strict=True)),
+        "model_version": model["model_version"],
+        "decision_id": decision_id,
+        "top_features": _top_features(hits, chosen),
+        "forced": forced,
+    }

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from model_export.features import features
 from model_export.policy import decide as policy_decide
+from model_export.policy import decision_fields
 from origin.services import Origin
 from origin.storage import DECISION, EVENT, StorageError
 from origin.tokens import sign
@@ -274,9 +275,7 @@ def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]
             continue
         if active is None:
             active = features(context, model["features"])
-        decision = vars(
-            policy_decide(model, context, slot, visitor_id, _decision_id(), active=active)
-        ).copy()
+        decision = decision_fields(model, context, slot, visitor_id, _decision_id(), active=active)
         decision["token"] = sign(origin.secret, decision, now)
         decision["html"] = site_slot.variants[decision["variant"]]
         results.append(decision)
