@@ -25,6 +25,7 @@ _COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
 _TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}\Z")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TWO_PI = 2 * math.pi  # the first product of `2 * math.pi * hour / 24`, made once
 
 DEFAULT_RULES: dict[str, Any] = {
     "medium_class": {
@@ -427,7 +428,6 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         context = {}
     prepared = _prepared(rules)
     url_host, section, source, medium, campaign = _page(_text(context.get("url")))
-    site_host = lower(trim(_text(context.get("site_host")))) or url_host or ""
     referrer = trim(_text(context.get("referrer")))
     ref_host = _referrer_host(referrer)
 
@@ -437,7 +437,7 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         ref_class = "direct"
     elif not ref_host:
         ref_class = None
-    elif ref_host == _strip_www(site_host):
+    elif ref_host == _site_host(context, url_host):
         ref_class = "internal"
     else:
         ref_class = _referrer_class(ref_host, prepared)
@@ -453,13 +453,18 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
     returning = context.get("returning")
 
     session = context.get("session")
-    if not is_mapping(session):
-        session = {}
-    categories = session.get("categories")
-    categories = categories if isinstance(categories, list) else []
-    price = _number(session.get("price"))
-    pages = _number(session.get("pages"))
-    pages = pages if pages is not None and pages >= 0 else 0.0
+    if is_mapping(session) and session:
+        categories = session.get("categories")
+        categories = categories if isinstance(categories, list) else []
+        price = _number(session.get("price"))
+        pages = _number(session.get("pages"))
+        pages = pages if pages is not None and pages >= 0 else 0.0
+        session_categories = [lower(trim(c)) for c in categories if isinstance(c, str)]
+        price_band = None if price is None or price < 0 else _price_band(price, prepared)
+        session_pages = math.log1p(min(pages, prepared.max_pages)) / prepared.log1p_max_pages
+        last_event = lower(trim(_text(session.get("last_event")))) or None
+    else:  # none yet (a first page): what an empty session gives, without reading it
+        session_categories, price_band, session_pages, last_event = [], None, 0.0, None
 
     return {
         "referrer_class": ref_class,
@@ -470,20 +475,27 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         "device": device,
         "os": os_family,
         "browser": browser,
-        "hour_sin": 0.0 if hour is None else math.sin(2 * math.pi * hour / 24),
-        "hour_cos": 0.0 if hour is None else math.cos(2 * math.pi * hour / 24),
+        "hour_sin": 0.0 if hour is None else math.sin(_TWO_PI * hour / 24),
+        "hour_cos": 0.0 if hour is None else math.cos(_TWO_PI * hour / 24),
         "weekday": None if local is None else _WEEKDAYS[local.weekday()],
         "country": country,
         "language": _language(_text(context.get("accept_language"))),
         "visitor": ("returning" if returning else "new") if isinstance(returning, bool) else None,
         "landing_section": section,
-        "session_categories": [lower(trim(c)) for c in categories if isinstance(c, str)],
-        "price_band": None
-        if price is None or price < 0
-        else ("low" if price < prepared.low_max else "mid" if price < prepared.mid_max else "high"),
-        "session_pages": math.log1p(min(pages, prepared.max_pages)) / prepared.log1p_max_pages,
-        "last_event": lower(trim(_text(session.get("last_event")))) or None,
+        "session_categories": session_categories,
+        "price_band": price_band,
+        "session_pages": session_pages,
+        "last_event": last_event,
     }
+
+
+def _price_band(price: float, prepared: _Rules) -> str:
+    return "low" if price < prepared.low_max else "mid" if price < prepared.mid_max else "high"
+
+
+def _site_host(context: Mapping[str, Any], url_host: str | None) -> str:
+    """The site's own host without `www.` (only asked when a referrer's host is compared to it)."""
+    return _strip_www(lower(trim(_text(context.get("site_host")))) or url_host or "")
 
 
 _Plan = list[tuple[str, str, dict[str, Feature], Feature, Feature]]
