@@ -107,6 +107,10 @@ def _ascii_string(value: str) -> str:
     return json.dumps(value)
 
 
+# Slot, variant and model version names repeat from token to token: quoted once each.
+_quoted_name = lru_cache(maxsize=1024)(_ascii_string)
+
+
 def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
     """The token for a decision (`decision_id`, `slot`, `variant`, `propensity`, `model_version`).
 
@@ -115,9 +119,9 @@ def sign(secret: bytes, decision: dict[str, Any], issued_ms: int) -> str:
     The token stays bytes until it is whole (one decode instead of one per part).
     """
     payload = (
-        f'{{"d":{_ascii_string(decision["decision_id"])},"s":{_ascii_string(decision["slot"])},'
-        f'"v":{_ascii_string(decision["variant"])},"p":{js_number(decision["propensity"])},'
-        f'"m":{_ascii_string(decision["model_version"])},"t":{int(issued_ms)}}}'
+        f'{{"d":{_ascii_string(decision["decision_id"])},"s":{_quoted_name(decision["slot"])},'
+        f'"v":{_quoted_name(decision["variant"])},"p":{js_number(decision["propensity"])},'
+        f'"m":{_quoted_name(decision["model_version"])},"t":{int(issued_ms)}}}'
     )
     encoded = _b64encode(payload.encode("ascii"))
     return (encoded + b"." + _signature(secret, encoded)).decode("ascii")
