@@ -110,6 +110,26 @@ def test_batches_of_many_entries_commit_whole(backend):
     assert [e.record["n"] for e in entries] == list(range(500))
 
 
+def test_records_come_back_exactly_as_written(backend):
+    """Quotes, backslashes, control characters, non-ASCII, a lone surrogate (the stdlib
+    encoder's fallback), NaN and shortest-round-trip floats, in one batch and in order."""
+    _, _, open_store = backend
+    store = open_store()
+    records = [
+        {"text": 'say "hi" \\ back\\slash', "n": 0.4366352773427504},
+        {"text": "tab\tnew\nline\u0000nul", "big": 1e300, "tiny": 5e-324, "neg": -0.0},
+        {"text": "Grüße, 東京, 😀", "nested": {"list": [1, "two", None, True]}},
+        {"text": "lone \ud800 surrogate", "nan": float("nan")},
+    ]
+    store.append([(DECISION if i % 2 else EVENT, r) for i, r in enumerate(records)])
+    entries = store.read_log("learner", 10)
+    assert [e.kind for e in entries] == [EVENT, DECISION, EVENT, DECISION]
+    assert [e.record for e in entries[:3]] == records[:3]
+    assert repr(entries[1].record["neg"]) == "-0.0"
+    assert entries[3].record["text"] == records[3]["text"]
+    assert entries[3].record["nan"] != entries[3].record["nan"]  # NaN
+
+
 def test_models_publish_atomically_newest_first(backend):
     _, _, open_store = backend
     store = open_store()
