@@ -282,7 +282,13 @@ export function choiceProbabilities(slot, p) {
 
 // Up to 3 [name, w·x] of the variant with index `i`, by |w·x| descending (ties: feature order).
 function topFeatures(c, i, active) {
-  const top = [];
+  // The best three so far as (index in `active`, w·x), best first; an index of -1: none yet.
+  let j0 = -1;
+  let j1 = -1;
+  let j2 = -1;
+  let w0 = 0;
+  let w1 = 0;
+  let w2 = 0;
   for (let j = 0; j < active.length; j++) {
     const entries = c.hits[j];
     // Entries are in variant order: variant i's weight, if any, is the first not below i.
@@ -292,12 +298,30 @@ function topFeatures(c, i, active) {
     const wx = entries[e + 1] * active[j][1];
     if (wx === 0) continue;
     // After every kept contribution at least as large, so ties keep feature order.
-    let at = top.length;
-    while (at > 0 && Math.abs(top[at - 1][1]) < Math.abs(wx)) at--;
-    if (at < 3) top.splice(at, 0, [active[j][0], wx]);
-    if (top.length > 3) top.pop();
+    const size = Math.abs(wx);
+    if (j0 < 0 || Math.abs(w0) < size) {
+      j2 = j1;
+      w2 = w1;
+      j1 = j0;
+      w1 = w0;
+      j0 = j;
+      w0 = wx;
+    } else if (j1 < 0 || Math.abs(w1) < size) {
+      j2 = j1;
+      w2 = w1;
+      j1 = j;
+      w1 = wx;
+    } else if (j2 < 0 || Math.abs(w2) < size) {
+      j2 = j;
+      w2 = wx;
+    }
   }
-  return top;
+  // Made at the end, at their size: no pair for a contribution displaced later.
+  if (j0 < 0) return [];
+  const first = [active[j0][0], w0];
+  if (j1 < 0) return [first];
+  const second = [active[j1][0], w1];
+  return j2 < 0 ? [first, second] : [first, second, [active[j2][0], w2]];
 }
 
 /** 32 random hex digits: a decision, visitor or session id. */
