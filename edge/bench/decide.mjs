@@ -3,7 +3,8 @@
 // processes preempt a shared machine, also this process's CPU time (cpuUsage, ~1 µs
 // resolution and overhead) — and, apart, with user agents and referrers never seen before
 // (features.js caches both: real traffic repeats them); and the worker's own path, features()
-// then choose() (the choice without decide()'s explanation). Prints JSON (microseconds).
+// then choose() (the choice without decide()'s explanation); and the contexts whose median in the
+// round-robin is highest. Prints JSON (microseconds).
 //   node edge/bench/decide.mjs [iterations]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,9 +15,8 @@ import { features } from '../src/features.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const model = await checkModel(JSON.parse(fs.readFileSync(path.join(ROOT, 'edge/src/model.json'), 'utf8')));
-const contexts = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8'))
-  .filter((c) => c.slot === 'hero')
-  .map((c) => c.context);
+const heroCases = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/golden/cases.json'), 'utf8')).filter((c) => c.slot === 'hero');
+const contexts = heroCases.map((c) => c.context);
 const iterations = Number(process.argv[2] || 50000);
 const variants = model.slots.hero.variants.length;
 
@@ -38,6 +38,14 @@ for (let i = 0; i < iterations; i++) {
   cpuSamples[i] = cpu.user + cpu.system;
   chosen += decision.propensity > 0 ? 1 : 0;
 }
+// Each context's median over its turns in that round-robin: the p99 is the slowest 1% of the
+// decisions, about the share of the two or three slowest contexts, so these name what sets it.
+const byContext = contexts.map((_, k) => {
+  const own = [];
+  for (let i = k; i < iterations; i += contexts.length) own.push(samples[i]);
+  return [quantile(own.sort((a, b) => a - b), 0.5), heroCases[k].id];
+});
+const slowest = byContext.sort((a, b) => b[0] - a[0]).slice(0, 3);
 samples.sort();
 cpuSamples.sort();
 
@@ -102,6 +110,8 @@ console.log(JSON.stringify({
   decision_worker_p99_us: +quantile(worker, 0.99).toFixed(2),
   decision_fresh_agent_p50_us: +quantile(fresh, 0.5).toFixed(2),
   decision_fresh_agent_p99_us: +quantile(fresh, 0.99).toFixed(2),
+  decision_slowest_context_p50_us: +slowest[0][0].toFixed(2),
+  decision_slowest_contexts: slowest.map(([us, id]) => `${id} ${us.toFixed(1)}`),
   fixed_work_p50_us: +quantile(fixed, 0.5).toFixed(2),
   fixed_work_p99_us: +quantile(fixed, 0.99).toFixed(2),
   fixed_work_checksum: sink > 0,
