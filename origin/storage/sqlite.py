@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from functools import lru_cache
 from typing import Any
-
-import orjson
 
 from origin.clock import Clock, SystemClock
 from origin.storage import LogEntry, StorageError, StoredModel, dump_record, load_record
@@ -44,20 +43,28 @@ CREATE TABLE IF NOT EXISTS models (
 """
 
 
-# One statement per group over a JSON array of [kind, record text] pairs, rows in array order
-# (`key` is the index) so that their ids keep the order of the entries.
-_INSERT_ROWS = (
-    "INSERT INTO log (kind, record)"
-    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
-    " ORDER BY key"
-)
+# A group of entries goes in by one multi-row INSERT per `_ROWS_PER_INSERT` rows, not by
+# executemany: that steps SQLite once per row, releasing and retaking the GIL each time, and each
+# retake waits on the request loop that holds it (a 25 ms group of decisions is ~40 rows).
+_ROWS_PER_INSERT = 256  # 512 parameters, well under SQLite's limit; one statement text per size
 
-# The entries after a position, as one JSON array of [id, kind, record text] from one step: a
-# row-by-row fetch releases and retakes the GIL per row, each time waiting on the request loop.
+
+@lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_rows(n: int) -> str:
+    return "INSERT INTO log (kind, record) VALUES " + ",".join(["(?,?)"] * n)
+
+
+# A consumer's entries come back from one step for the same reason: id, kind and record text
+# joined by ASCII unit separators, entries by record separators (JSON text escapes both).
 _READ_ROWS = (
-    "SELECT json_group_array(json_array(id, kind, record)) FROM"
+    "SELECT group_concat(id || char(31) || kind || char(31) || record, char(30)) FROM"
     " (SELECT id, kind, record FROM log WHERE id > ? ORDER BY id LIMIT ?)"
 )
+
+
+def _entry(row: str) -> LogEntry:
+    entry_id, kind, record = row.split("\x1f", 2)
+    return LogEntry(entry_id, kind, load_record(record))
 
 
 def _entry_id(entry: LogEntry) -> int:
@@ -89,15 +96,15 @@ class SqliteStorage:
     # --- the log ------------------------------------------------------------------------------
 
     def append(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        # One statement, not executemany: that steps SQLite once per row, releasing and retaking
-        # the GIL each time, and each retake waits on the request loop that holds it (a 25 ms
-        # group of decisions is ~40 rows). Records go in as JSON strings: stored unchanged.
-        rows = orjson.dumps([(kind, dump_record(record)) for kind, record in entries]).decode()
+        values = [text for kind, record in entries for text in (kind, dump_record(record))]
+        step = 2 * _ROWS_PER_INSERT
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.execute(_INSERT_ROWS, (rows,))
+                    for start in range(0, len(values), step):
+                        chunk = values[start : start + step]
+                        self._db.execute(_insert_rows(len(chunk) // 2), chunk)
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
@@ -118,9 +125,9 @@ class SqliteStorage:
                 (rows,) = self._db.execute(_READ_ROWS, (self._position(consumer), count)).fetchone()
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite read failed: {exc}") from exc
-        entries = [
-            LogEntry(str(i), kind, load_record(record)) for i, kind, record in orjson.loads(rows)
-        ]
+        if rows is None:  # nothing after the position
+            return []
+        entries = [_entry(row) for row in rows.split("\x1e")]
         entries.sort(key=_entry_id)  # the aggregate's order is SQLite's to choose
         return entries
 
