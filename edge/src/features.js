@@ -434,7 +434,10 @@ function rawValues(context, rules) {
   const section = firstSegment(path);
 
   const session = isPlainObject(context.session) ? context.session : {};
-  const categories = Array.isArray(session.categories) ? session.categories : [];
+  const categories = []; // by a loop: filter and map would cost two closures and an array more
+  if (Array.isArray(session.categories)) {
+    for (const c of session.categories) if (typeof c === 'string') categories.push(lower(trim(c)));
+  }
   const price = number(session.price);
   const { lowMax, midMax } = set;
   let pages = number(session.pages);
@@ -458,7 +461,7 @@ function rawValues(context, rules) {
     LANGUAGE.test(language) ? language : null, // language
     typeof returning === 'boolean' ? (returning ? 'returning' : 'new') : null, // visitor
     section ? lower(section) : 'home', // landing_section
-    categories.filter((c) => typeof c === 'string').map((c) => lower(trim(c))), // session_categories
+    categories, // session_categories
     priceBand, // price_band
     Math.log1p(Math.min(pages, set.maxPages)) / set.logMaxPages, // session_pages
     lower(trim(text(session.last_event))) || null, // last_event
