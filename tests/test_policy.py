@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -14,10 +15,12 @@ from collections import Counter
 import pytest
 
 from model_export.policy import (
+    Decision,
     ModelError,
     canonical_json,
     choice_probabilities,
     decide,
+    decision_fields,
     fnv1a32,
     js_number,
     load_model,
@@ -120,6 +123,23 @@ def test_fnv1a32_reference_values() -> None:
     assert fnv1a32("") == 2166136261
     assert fnv1a32("a") == 0xE40C292C
     assert fnv1a32("foobar") == 0xBF9CF968
+
+
+def test_fnv1a32_continues_from_the_hash_of_a_prefix() -> None:
+    for prefix, rest in [("holdout\x1f", "v1\x1fhero"), ("", "x"), ("é\x1f", "東京"), ("ab", "")]:
+        assert fnv1a32(rest, fnv1a32(prefix)) == fnv1a32(prefix + rest)
+
+
+@pytest.mark.parametrize("force", [None, "camping"])
+def test_decision_fields_are_the_decision_as_a_dict_in_field_order(
+    golden_model: dict, force: str | None
+) -> None:
+    names = [f.name for f in dataclasses.fields(Decision)]
+    for i in range(200):  # holdouts, exploration and the best variant among them
+        args = (golden_model, CONTEXT, "hero", f"v{i}", f"d{i}", force)
+        fields = decision_fields(*args)
+        assert list(fields) == names
+        assert fields == decide(*args).to_dict()
 
 
 @pytest.mark.parametrize(
