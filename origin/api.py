@@ -198,10 +198,6 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
     now = origin.clock.now_ms()
     for record in records:
         decision_id = record["decision_id"]
-        issued = origin.signed_client.claim(decision_id)
-        if issued is not None:  # sent twice (token request and pagehide beacon): logged once
-            tokens[decision_id] = issued
-            continue
         model = origin.holder.by_version(record["model_version"])
         if model is None:
             rejected[decision_id] = "unknown model_version"
@@ -220,9 +216,16 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
             )
             continue
         record["holdout"] = again.holdout
-        tokens[decision_id] = sign(origin.secret, again.to_dict(), now)
-        origin.signed_client.keep(decision_id, tokens[decision_id])
-        logged.append((DECISION, record))
+        token = sign(origin.secret, again.to_dict(), now)
+        # The snippet may send a decision twice, at once: its token request, still in flight
+        # when the visitor leaves, and the pagehide beacon with the events that waited for that
+        # token. Whichever is signed first is logged; the other gets the same token. (Remembered
+        # for the reward window: later, no event could be joined to the decision anyway.)
+        tokens[decision_id], first = origin.storage.claim_once(
+            "client-decision:" + decision_id, token, int(origin.settings.reward_window_s)
+        )
+        if first:
+            logged.append((DECISION, record))
     return tokens, rejected, logged
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -135,32 +133,6 @@ class OriginMetrics:
         )
 
 
-class SignedClientDecisions:
-    """Tokens of the browser decisions this process signed lately, by decision id.
-
-    The snippet may send one decision twice — its token request, still in flight when the
-    visitor leaves, and the pagehide beacon carrying the engagement that waited for that token —
-    and the decision must be logged once. Bounded (oldest forgotten first) and per process: with
-    several origin processes the two requests may meet different ones.
-    """
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self.capacity = capacity
-        self._tokens: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, decision_id: str) -> str | None:
-        """The token already issued for `decision_id`, or None (the caller signs and `keep`s)."""
-        with self._lock:
-            return self._tokens.get(decision_id)
-
-    def keep(self, decision_id: str, token: str) -> None:
-        with self._lock:
-            self._tokens[decision_id] = token
-            while len(self._tokens) > self.capacity:
-                self._tokens.popitem(last=False)
-
-
 @dataclass
 class Origin:
     """One origin process's services."""
@@ -174,7 +146,6 @@ class Origin:
     metrics: OriginMetrics
     backend: str
     learning: Any = None  # origin.learning.LearningLoop when this process learns
-    signed_client: SignedClientDecisions = field(default_factory=SignedClientDecisions)
 
     @property
     def clock(self) -> Clock:

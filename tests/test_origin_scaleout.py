@@ -1,7 +1,9 @@
 """Scale-out on Redis: two serving workers (`--learner off`) and one `python -m origin learn`.
 
-Clicks arrive at one worker; the learner (one consumer group, so it sees every decision and
-reward) publishes a new model; the *other* worker serves it.
+A browser decision sent twice, once to each worker (the snippet's token request and its pagehide
+beacon), is logged once and gets one token. Clicks arrive at one worker; the learner (one
+consumer group, so it sees every decision and reward) publishes a new model; the *other* worker
+serves it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from model_export.policy import decide
 from tests.support_origin import redis_server, running_origin, start_learner, stop_process  # noqa: F401
 
 
@@ -27,6 +30,20 @@ def test_two_workers_and_one_learner_share_redis(tmp_path, redis_server):  # noq
             tmp_path / "b", redis_url=redis_server.url, env=env, args=["--learner", "off"]
         ) as b,
     ):
+        model = httpx.get(b.url + "/v1/model").json()
+        made = decide(model, {"url": "/camping"}, "hero", "v9", "client-twice").to_dict()
+        record = {k: made[k] for k in ("decision_id", "slot", "variant", "propensity")}
+        record.update(model_version=model["model_version"], visitor_id="v9", ts_ms=1,
+                      context={"url": "/camping"})  # fmt: skip
+        tokens = [
+            httpx.post(w.url + "/v1/decisions/client", json={"decisions": [record]}).json()
+            for w in (a, b)
+        ]
+        assert tokens[0]["tokens"] == tokens[1]["tokens"] and "client-twice" in tokens[0]["tokens"]
+        logged = [
+            fields["r"] for _, fields in redis.xrange("fp:log") if "client-twice" in fields["r"]
+        ]
+        assert len(logged) == 1, logged
         start = httpx.get(b.url + "/v1/model").headers["etag"]
         learner = start_learner(tmp_path, redis_url=redis_server.url, env=env)
         try:

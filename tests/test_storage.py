@@ -91,6 +91,21 @@ def test_processed_log_is_what_the_consumer_acknowledged_oldest_first(backend):
     assert reopened.processed_log("other", 10) == []
 
 
+def test_claim_once_keeps_the_first_value_until_it_expires(backend):
+    name, clock, open_store = backend
+    store, other = open_store(), open_store()
+    assert store.claim_once("client-decision:d1", "first", ttl_s=60) == ("first", True)
+    assert store.claim_once("client-decision:d1", "first", ttl_s=60) == ("first", False)
+    assert store.claim_once("client-decision:d1", "second", ttl_s=60) == ("first", False)
+    assert store.claim_once("client-decision:d2", "another", ttl_s=60) == ("another", True)
+    if name == "redis":  # every origin process shares it; the TTL is the server's
+        assert other.claim_once("client-decision:d1", "third", ttl_s=60) == ("first", False)
+        assert 0 < other._redis.ttl(other._prefix + "claim:client-decision:d1") <= 60
+    else:  # in process, on the injected clock
+        clock.advance(60_001)
+        assert store.claim_once("client-decision:d1", "later", ttl_s=60) == ("later", True)
+
+
 def test_log_and_positions_survive_reopening(backend):
     _, _, open_store = backend
     store = open_store()

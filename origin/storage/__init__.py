@@ -116,6 +116,11 @@ class Storage(Protocol):
     def get_state(self, key: str) -> dict[str, str]:
         """Hash `key` as strings ({} if missing or expired)."""
 
+    def claim_once(self, key: str, value: str, ttl_s: int) -> tuple[str, bool]:
+        """Set `key` to `value` for `ttl_s` seconds unless it holds a value already, atomically:
+        (the value it holds afterwards, whether this call set it). SQLite: within this process,
+        like its sessions; Redis: across every origin process."""
+
     def ping(self) -> None:
         """Raise StorageError if the backend is not usable."""
 

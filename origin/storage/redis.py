@@ -203,6 +203,16 @@ class RedisStorage:
         fields = self._call("session read", self._redis.hgetall, f"{self._prefix}state:{key}")
         return dict(fields)
 
+    def claim_once(self, key: str, value: str, ttl_s: int) -> tuple[str, bool]:
+        name = f"{self._prefix}claim:{key}"
+        for _ in range(3):  # SET NX, then GET (SET NX GET would need Redis 7)
+            if self._call("claim", self._redis.set, name, value, nx=True, ex=ttl_s):
+                return value, True
+            held = self._call("claim", self._redis.get, name)
+            if held is not None:
+                return held, False  # (None: it expired between the two calls; try again)
+        raise StorageError(f"Redis claim of {key!r} expired three times while it was read")
+
     def ping(self) -> None:
         self._call("ping", self._redis.ping)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -71,6 +72,9 @@ def _entry_id(entry: LogEntry) -> int:
     return int(entry.id)
 
 
+_MAX_CLAIMS = 100_000  # claim_once keys kept in process (each a few hundred bytes)
+
+
 class SqliteStorage:
     """The embedded default backend: one SQLite file (`FP_DB`)."""
 
@@ -91,6 +95,7 @@ class SqliteStorage:
         self._state: dict[str, tuple[dict[str, str], int]] = {}
         # Its own lock: a session lookup on the request path must never wait for a commit's fsync.
         self._state_lock = threading.Lock()
+        self._claims: OrderedDict[str, tuple[str, int]] = OrderedDict()  # key → (value, expiry)
         self._updates = 0
 
     # --- the log ------------------------------------------------------------------------------
@@ -263,6 +268,18 @@ class SqliteStorage:
         with self._state_lock:
             fields, expires = self._state.get(key, ({}, 0))
             return dict(fields) if expires > self._clock.now_ms() else {}
+
+    def claim_once(self, key: str, value: str, ttl_s: int) -> tuple[str, bool]:
+        now = self._clock.now_ms()
+        with self._state_lock:
+            held = self._claims.get(key)
+            if held is not None and held[1] > now:
+                return held[0], False
+            self._claims[key] = (value, now + ttl_s * 1000)
+            self._claims.move_to_end(key)
+            if len(self._claims) > _MAX_CLAIMS:  # the oldest go first; they expire first too
+                self._claims.popitem(last=False)
+            return value, True
 
     def ping(self) -> None:
         with self._lock:
