@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from model_export.features import features
 from model_export.policy import decide as policy_decide
 from model_export.policy import decision_fields
+from origin.models import etag_matches
 from origin.services import Origin
 from origin.storage import DECISION, EVENT, StorageError
 from origin.tokens import sign
@@ -366,8 +367,7 @@ async def get_model(request: Request) -> Response:
     except LookupError:
         return JSONResponse({"error": "no model published yet"}, status_code=503)
     headers = {"ETag": served.etag, "Cache-Control": "no-cache"}
-    match = request.headers.get("if-none-match", "")
-    if served.etag in (tag.strip() for tag in match.split(",")) or match.strip() == "*":
+    if etag_matches(request.headers.get("if-none-match"), served.etag):
         return Response(status_code=304, headers=headers)
     return Response(served.body, media_type="application/json", headers=headers)
 

@@ -55,6 +55,16 @@ class Served:
     etag: str
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an `If-None-Match` header names the strong `etag` (RFC 9110 §13.1.2: a list of
+    tags or `*`, compared weakly, so `W/"x"` matches `"x"`), and a 304 is the answer."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
 class ModelHolder:
     """The current model, ready to serve and to decide with."""
 

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from model_export.features import per_object
 from model_export.site import Site
+from origin.models import etag_matches
 from origin.services import Origin
 
 # Compile every function while the script is parsed (Chromium ≥ 136; a comment elsewhere). The
@@ -97,7 +98,7 @@ def _serve(request: Request, body: bytes, etag: str, current: str) -> Response:
     when the browser revalidates with the current ETag."""
     cache = IMMUTABLE if request.query_params.get("v") == current else "no-cache"
     headers = {"Cache-Control": cache, "ETag": etag}
-    if request.headers.get("if-none-match") == etag:
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="text/javascript", headers=headers)
 

@@ -347,6 +347,9 @@ def test_model_is_served_with_etag_and_304(client):
     assert again.status_code == 304 and again.content == b""
     stale = client.get("/v1/model", headers={"If-None-Match": '"' + "0" * 64 + '"'})
     assert stale.status_code == 200
+    etag = response.headers["etag"]
+    for listed in (f'"{"0" * 64}", {etag}', f"W/{etag}", "*"):  # RFC 9110: lists, weak, any
+        assert client.get("/v1/model", headers={"If-None-Match": listed}).status_code == 304
 
 
 def test_model_for_one_slot_is_a_valid_model_of_its_own(client):

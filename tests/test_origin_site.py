@@ -145,6 +145,9 @@ def test_firstpaint_js_is_the_compile_hint_the_model_and_the_snippet_in_one_file
             assert again.content == script.content
         revalidated = client.get("/fp/firstpaint.js", headers={"if-none-match": f'"{version}"'})
         assert revalidated.status_code == 304 and revalidated.content == b""
+        for listed in (f'"0123456789abcdef", "{version}"', f'W/"{version}"', "*"):  # as /v1/model
+            again = client.get("/fp/firstpaint.js", headers={"if-none-match": listed})
+            assert again.status_code == 304, listed
 
 
 def test_a_new_model_or_a_new_snippet_gets_a_new_script_url(tmp_path):
