@@ -171,7 +171,12 @@ async def post_client_decisions(request: Request) -> Response:
         held = held_events(body, origin.limits)
         tokens, rejected, logged = await to_thread.run_sync(_recheck, origin, records)
         if logged:
-            await origin.writer.write(logged)
+            try:
+                await origin.writer.write(logged)
+            except StorageError:  # not logged after all: the snippet's next try must log them
+                for _, record in logged:
+                    origin.storage.forget_claim(_client_claim(record["decision_id"]))
+                raise
         signed = [
             {**e, "token": tokens[e["decision_id"]]} for e in held if e["decision_id"] in tokens
         ]
@@ -223,11 +228,15 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
         # token. Whichever is signed first is logged; the other gets the same token. (Remembered
         # for the reward window: later, no event could be joined to the decision anyway.)
         tokens[decision_id], first = origin.storage.claim_once(
-            "client-decision:" + decision_id, token, int(origin.settings.reward_window_s)
+            _client_claim(decision_id), token, int(origin.settings.reward_window_s)
         )
         if first:
             logged.append((DECISION, record))
     return tokens, rejected, logged
+
+
+def _client_claim(decision_id: str) -> str:
+    return "client-decision:" + decision_id
 
 
 def _decision_id() -> str:

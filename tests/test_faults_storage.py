@@ -11,6 +11,7 @@ import sqlite3
 import pytest
 from starlette.testclient import TestClient
 
+from model_export.policy import decide
 from origin.app import create_app
 from origin.clock import ManualClock
 from origin.services import Settings
@@ -89,6 +90,31 @@ def test_a_full_disk_is_503_and_no_partial_batch_is_written(origin_on):
     storage._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
     assert client.post("/v1/events", json=views(2, "after")).status_code == 202
     assert [p.split("/")[1] for p in paths_in_log(db)] == ["before"] * 3 + ["after"] * 2
+
+
+def test_a_client_decision_refused_by_a_locked_database_is_logged_when_sent_again(origin_on):
+    """A 503 logged nothing, so the snippet's next try (its pagehide beacon) must log it."""
+    client, _, db = origin_on
+    model = client.app.state.origin.holder.model
+    made = decide(model, {"url": "/hiking"}, "hero", "v1", "client-locked").to_dict()
+    record = {k: made[k] for k in ("decision_id", "slot", "variant", "propensity", "model_version")}
+    record.update(visitor_id="v1", context={"url": "/hiking"}, ts_ms=1)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        refused = client.post("/v1/decisions/client", json={"decisions": [record]})
+        assert refused.status_code == 503
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    again = client.post("/v1/decisions/client", json={"decisions": [record]})
+    assert again.status_code == 200 and "client-locked" in again.json()["tokens"]
+    store = SqliteStorage(str(db))
+    try:
+        logged = [e.record["decision_id"] for e in store.read_log("fault-reader", 1000)]
+    finally:
+        store.close()
+    assert logged == ["client-locked"]
 
 
 def test_a_corrupt_model_file_stops_the_origin_at_start(tmp_path):

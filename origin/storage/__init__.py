@@ -121,6 +121,9 @@ class Storage(Protocol):
         (the value it holds afterwards, whether this call set it). SQLite: within this process,
         like its sessions; Redis: across every origin process."""
 
+    def forget_claim(self, key: str) -> None:
+        """Undo `claim_once` of `key` (what it guarded could not be done, so it may be again)."""
+
     def ping(self) -> None:
         """Raise StorageError if the backend is not usable."""
 

@@ -213,6 +213,9 @@ class RedisStorage:
                 return held, False  # (None: it expired between the two calls; try again)
         raise StorageError(f"Redis claim of {key!r} expired three times while it was read")
 
+    def forget_claim(self, key: str) -> None:
+        self._call("claim forget", self._redis.delete, f"{self._prefix}claim:{key}")
+
     def ping(self) -> None:
         self._call("ping", self._redis.ping)
 

@@ -281,6 +281,10 @@ class SqliteStorage:
                 self._claims.popitem(last=False)
             return value, True
 
+    def forget_claim(self, key: str) -> None:
+        with self._state_lock:
+            self._claims.pop(key, None)
+
     def ping(self) -> None:
         with self._lock:
             try:
