@@ -7,6 +7,7 @@ write is acknowledged only after its commit; a storage failure is a 503 with no 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -174,8 +175,8 @@ async def post_client_decisions(request: Request) -> Response:
             try:
                 await origin.writer.write(logged)
             except StorageError:  # not logged after all: the snippet's next try must log them
-                for _, record in logged:
-                    origin.storage.forget_claim(_client_claim(record["decision_id"]))
+                with contextlib.suppress(StorageError):  # the store may be what failed
+                    await to_thread.run_sync(_forget_claims, origin, logged)
                 raise
         signed = [
             {**e, "token": tokens[e["decision_id"]]} for e in held if e["decision_id"] in tokens
@@ -237,6 +238,11 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
 
 def _client_claim(decision_id: str) -> str:
     return "client-decision:" + decision_id
+
+
+def _forget_claims(origin: Origin, logged: list[tuple[str, dict[str, Any]]]) -> None:
+    for _, record in logged:
+        origin.storage.forget_claim(_client_claim(record["decision_id"]))
 
 
 def _decision_id() -> str:
