@@ -22,7 +22,6 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from model_export.features import features
-from model_export.policy import decide as policy_decide
 from model_export.policy import decision_fields
 from origin.models import etag_matches
 from origin.services import Origin
@@ -212,18 +211,17 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
         if record["slot"] not in model["slots"]:
             rejected[decision_id] = "slot not in that model"
             continue
-        again = policy_decide(
+        again = decision_fields(
             model, record["context"], record["slot"], record["visitor_id"], decision_id
         )
-        if again.variant != record["variant"] or not math.isclose(
-            again.propensity, record["propensity"], rel_tol=1e-9, abs_tol=1e-12
+        variant, propensity = again["variant"], again["propensity"]
+        if variant != record["variant"] or not math.isclose(
+            propensity, record["propensity"], rel_tol=1e-9, abs_tol=1e-12
         ):
-            rejected[decision_id] = (
-                f"mismatch: the policy chose {again.variant} ({again.propensity:.6g})"
-            )
+            rejected[decision_id] = f"mismatch: the policy chose {variant} ({propensity:.6g})"
             continue
-        record["holdout"] = again.holdout
-        token = sign(origin.secret, again.to_dict(), now)
+        record["holdout"] = again["holdout"]
+        token = sign(origin.secret, again, now)
         # The snippet may send a decision twice, at once: its token request, still in flight
         # when the visitor leaves, and the pagehide beacon with the events that waited for that
         # token. Whichever is signed first is logged; the other gets the same token. (Remembered
