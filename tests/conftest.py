@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +34,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """Poll `predicate()` every 0.1 s until it returns something truthy, and return that; an
+    AssertionError naming `what` after `timeout_s` (a bound on waiting, not a timing check)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from model_export.policy import decide, load_model, seal
-from tests.conftest import GOLDEN, ROOT
+from tests.conftest import GOLDEN, ROOT, wait_for
 from tests.support_edge import cf_header, edge_worker
 from tests.support_origin import TEST_SECRET, running_origin
 
@@ -86,15 +85,6 @@ def logged_decisions(db: Path) -> dict[str, dict[str, Any]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT record FROM log WHERE kind = 'decision'").fetchall()
     return {r["decision_id"]: r for r in (json.loads(row[0]) for row in rows)}
-
-
-def wait_for(predicate, what: str, attempts: int = 300):
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import httpx
 
 from origin.storage import EVENT
 from origin.storage.sqlite import SqliteStorage
+from tests.conftest import wait_for
 from tests.support_origin import start_origin
 
 BATCH = 10
@@ -98,13 +99,6 @@ def _metric(origin, name: str) -> float:
     return float(found.group(1))
 
 
-def _wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_a_decision_waiting_for_its_click_survives_kill_9_of_the_learner(tmp_path):
     origin = start_origin(tmp_path)
     try:
@@ -114,14 +108,14 @@ def test_a_decision_waiting_for_its_click_survives_kill_9_of_the_learner(tmp_pat
         # A 202 for an event sent after it means the decision (queued first) is committed too.
         view = {"events": [{"type": "view", "session_id": "s"}]}
         assert httpx.post(origin.url + "/v1/events", json=view, timeout=10).status_code == 202
-        _wait_for(lambda: _metric(origin, "fp_learner_lag_entries") == 0, "the learner")
+        wait_for(lambda: _metric(origin, "fp_learner_lag_entries") == 0, "the learner")
     finally:
         origin.kill()  # the learner had the decision open, in memory only
     restarted = start_origin(tmp_path, db=origin.db)
     try:
         click = {"events": [{"type": "click", "token": token}]}
         assert httpx.post(restarted.url + "/v1/events", json=click, timeout=10).status_code == 202
-        _wait_for(lambda: _metric(restarted, "fp_learner_lag_entries") == 0, "the learner")
+        wait_for(lambda: _metric(restarted, "fp_learner_lag_entries") == 0, "the learner")
         assert _metric(restarted, "fp_learner_examples") == 1, restarted.log_text()
         assert "1 open decisions reopened" in restarted.log_text()
     finally:
