@@ -146,7 +146,9 @@ function decideSlot(el, late) {
 function scan(node, late) {
   if (node.nodeType !== 1) return;
   if (node.hasAttribute("data-fp-slot")) decideSlot(node, late);
-  for (const el of node.querySelectorAll("[data-fp-slot]")) decideSlot(el, late);
+  // The parser inserts an element before its children (each then gets a record of its own), so
+  // most nodes have none yet: querying their empty subtrees was most of the observer's cost.
+  if (node.firstElementChild) for (const el of node.querySelectorAll("[data-fp-slot]")) decideSlot(el, late);
 }
 
 const observer = new MutationObserver(
