@@ -8,6 +8,9 @@
 - `fcp_ratio_with_pyodide`: the same with the Pyodide worker on (it loads after `load`, when
   idle; each run waits until it is ready, so its download and start-up really happen), in a
   second phase of pairs with its own runs of the page without the snippet.
+- `fcp_ratio_empty_script`: the same page with an empty script in place of the snippet's (same
+  tag, same place, a zero-byte file) / the page without it, in a third phase of pairs: what any
+  parser-blocking script in `<head>` costs first paint here, before its first byte of code.
 - `pyodide_ready_cold_ms` / `pyodide_ready_warm_ms`: worker creation → Python policy ready
   (`firstpaint.pyodide.ready_ms`), on the real origin: a fresh context, then a reload in it;
   `pyodide_cold_phases_ms` splits the cold start (Pyodide itself, wheels, imports).
@@ -60,9 +63,13 @@ TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"
          ".whl": "application/zip", ".html": "text/html; charset=utf-8"}  # fmt: skip
 
 
+EMPTY_TAG = '<script src="/fp/empty.js"></script>'
+
+
 def _pages(origin_url: str) -> dict[str, bytes]:
     """The origin's home page with the snippet (Pyodide on and off) and without it, and the
-    snippet's one file, /fp/firstpaint.js (served below without its `?v=`)."""
+    snippet's one file, /fp/firstpaint.js (served below without its `?v=`); and the page with an
+    empty script in the tag's place, /fp/empty.js."""
     page = httpx.get(origin_url + "/", headers={"user-agent": DESKTOP_UA}).text
     tag = SCRIPT_TAG.search(page)
     assert tag, "no /fp/firstpaint.js script tag in the home page"
@@ -71,7 +78,9 @@ def _pages(origin_url: str) -> dict[str, bytes]:
         "/with.html": page.encode(),
         "/snippet.html": with_script_attributes(page, 'data-fp-pyodide="off"').encode(),
         "/without.html": (page[: tag.start()] + page[tag.end() :]).encode(),
+        "/empty.html": (page[: tag.start()] + EMPTY_TAG + page[tag.end() :]).encode(),
         "/fp/firstpaint.js": script,
+        "/fp/empty.js": b"",
     }
 
 
@@ -222,17 +231,20 @@ def run() -> dict[str, Any]:
             "/fp/": DIST,
             "/static/": ROOT / "origin" / "site" / "static",
         }
-        fcp: dict[str, list[float]] = {"without": [], "snippet": [], "base": [], "with": []}
+        fcp: dict[str, list[float]] = {
+            "without": [], "snippet": [], "base": [], "with": [], "floor": [], "empty": []
+        }  # fmt: skip
         decide_ms: list[float] = []
         with _static(pages, roots) as url:
             # Two phases of pairs in alternating order, so each kind follows each other kind
             # equally often: a closed Pyodide page leaves worker threads winding down, and
             # whatever runs next pays for them (with triples, `snippet` followed `with` half the
-            # time and `without` never did). `base` is the page without the snippet, phase two.
-            for pair in (("without", "snippet"), ("base", "with")):
+            # time and `without` never did). `base` (phase two) and `floor` (phase three) are the
+            # page without the snippet.
+            for pair in (("without", "snippet"), ("base", "with"), ("floor", "empty")):
                 for i in range(RUNS):
                     for name in pair if i % 2 else pair[::-1]:
-                        page = "without" if name == "base" else name
+                        page = "without" if name in ("base", "floor") else name
                         paint, decided = _fcp(browser, f"{url}/{page}.html", name == "with")
                         fcp[name].append(paint)
                         if decided is not None:
@@ -248,6 +260,7 @@ def run() -> dict[str, Any]:
     return {
         "fcp_ratio": round(median["snippet"] / median["without"], 3),
         "fcp_ratio_with_pyodide": round(median["with"] / median["base"], 3),
+        "fcp_ratio_empty_script": round(median["empty"] / median["floor"], 3),
         "fcp_median_ms": {name: round(value, 1) for name, value in median.items()},
         "fcp_runs": RUNS,
         "fcp_main_thread_cpu_ms": {
@@ -276,7 +289,8 @@ def run() -> dict[str, Any]:
 def summary(results: dict[str, Any]) -> str:
     return (
         f"fcp ×{results['fcp_ratio']} with the snippet, ×{results['fcp_ratio_with_pyodide']} with "
-        f"Pyodide (target ≤ 1.05), +{results['fcp_main_thread_cpu_added_ms']} ms main-thread CPU "
+        f"Pyodide (target ≤ 1.05), ×{results['fcp_ratio_empty_script']} with an empty script "
+        f"in its place, +{results['fcp_main_thread_cpu_added_ms']} ms main-thread CPU "
         f"before FCP; snippet {results['snippet_gzip_kb']} KB gz (target ≤ 4) "
         f"+ {results['after_paint_gzip_kb']} KB after paint; Pyodide ready "
         f"{results['pyodide_ready_cold_ms']} ms cold, {results['pyodide_ready_warm_ms']} ms warm"
