@@ -8,6 +8,7 @@ write is acknowledged only after its commit; a storage failure is a 503 with no 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -226,9 +227,15 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
         # when the visitor leaves, and the pagehide beacon with the events that waited for that
         # token. Whichever is signed first is logged; the other gets the same token. (Remembered
         # for the reward window: later, no event could be joined to the decision anyway.)
-        tokens[decision_id], first = origin.storage.claim_once(
-            _client_claim(decision_id), token, int(origin.settings.reward_window_s)
+        digest = _client_digest(record)
+        held, first = origin.storage.claim_once(
+            _client_claim(decision_id), f"{digest} {token}", int(origin.settings.reward_window_s)
         )
+        held_digest, _, held_token = held.partition(" ")
+        if held_digest != digest:  # another decision under that id: its token is not for this one
+            rejected[decision_id] = "duplicate decision_id: another decision has it"
+            continue
+        tokens[decision_id] = held_token
         if first:
             logged.append((DECISION, record))
     return tokens, rejected, logged
@@ -236,6 +243,15 @@ def _recheck(origin: Origin, records: list[dict[str, Any]]):
 
 def _client_claim(decision_id: str) -> str:
     return "client-decision:" + decision_id
+
+
+def _client_digest(record: dict[str, Any]) -> str:
+    """What makes a client decision itself (not when it was sent), hashed: the same decision
+    sent again matches; a different one that reuses a known decision id does not, so it cannot
+    obtain the first one's token and forge its rewards."""
+    fields = {k: record[k] for k in ("slot", "variant", "model_version", "visitor_id")}
+    fields.update(propensity=record["propensity"], context=record["context"])
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def _forget_claims(origin: Origin, logged: list[tuple[str, dict[str, Any]]]) -> None:

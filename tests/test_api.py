@@ -320,6 +320,30 @@ def test_client_decision_sent_again_with_held_events_is_logged_once(client, sett
     ]
 
 
+def test_a_client_decision_reusing_a_known_id_gets_no_token(client, settings):
+    """Another visitor's decision under an id already signed (a valid decision in itself) is
+    refused: answering with the claim's token would hand out the first decision's token."""
+    origin = origin_of(client)
+    records = []
+    for visitor, url in (("v5", "/camping"), ("v6", "/hiking")):
+        made = decide(origin.holder.model, {"url": url}, "hero", visitor, "client-11").to_dict()
+        record = {k: made[k] for k in ("decision_id", "slot", "variant", "propensity")}
+        record.update(model_version=made["model_version"], visitor_id=visitor, ts_ms=1)
+        records.append({**record, "context": {"url": url}})
+    first = client.post("/v1/decisions/client", json={"decisions": records[:1]}).json()
+    held = [{"decision_id": "client-11", "type": "click", "ts_ms": 2}]
+    second = client.post("/v1/decisions/client", json={"decisions": records[1:], "events": held})
+    assert second.status_code == 200
+    assert list(first["tokens"]) == ["client-11"]
+    assert second.json() == {
+        "tokens": {},
+        "rejected": {"client-11": "duplicate decision_id: another decision has it"},
+        "events_accepted": 0,
+    }
+    assert [r["visitor_id"] for r in logged(settings, DECISION)] == ["v5"]
+    assert logged(settings, EVENT) == []
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
