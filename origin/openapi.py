@@ -230,7 +230,9 @@ def description(slots: list[str] | None = None) -> dict[str, Any]:
                     "At pagehide the snippet repeats decisions still waiting for their token, with"
                     " the events that waited (`events`, each naming its `decision_id`): a decision"
                     " already signed is not logged again, and the events of every signed decision"
-                    " are recorded as if sent with its token."
+                    " are recorded as if sent with its token. A different decision under an id"
+                    " already signed is rejected (`duplicate decision_id`), never given that"
+                    " decision's token."
                 ),
                 "requestBody": _json_body(
                     _batch("decisions", "LoggedDecision", optional={"events": "HeldEvent"})
