@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -125,6 +126,7 @@ def fake_settings(tmp_path) -> Settings:
 
 def test_firstpaint_js_is_the_compile_hint_the_model_and_the_snippet_in_one_file(tmp_path):
     with TestClient(create_app(fake_settings(tmp_path))) as client:
+        client.headers["accept-encoding"] = "identity"
         origin = client.app.state.origin
         version = firstpaint_version(origin)
         script = client.get(f"/fp/firstpaint.js?v={version}")
@@ -132,6 +134,7 @@ def test_firstpaint_js_is_the_compile_hint_the_model_and_the_snippet_in_one_file
         assert script.headers["content-type"].startswith("text/javascript")
         assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert script.headers["etag"] == f'"{version}"'
+        assert "content-encoding" not in script.headers
         hint, data, code = script.content.split(b"\n", 2)
         assert (hint + b"\n", code) == (COMPILE_HINT, b"snippet();\n")  # the hint only once
         assert data == client.get("/fp/model.js").content.rstrip(b"\n")
@@ -148,6 +151,27 @@ def test_firstpaint_js_is_the_compile_hint_the_model_and_the_snippet_in_one_file
         for listed in (f'"0123456789abcdef", "{version}"', f'W/"{version}"', "*"):  # as /v1/model
             again = client.get("/fp/firstpaint.js", headers={"if-none-match": listed})
             assert again.status_code == 304, listed
+
+
+def test_firstpaint_js_is_gzipped_for_browsers_that_accept_it(tmp_path):
+    with TestClient(create_app(fake_settings(tmp_path))) as client:
+        version = firstpaint_version(client.app.state.origin)
+        url = f"/fp/firstpaint.js?v={version}"
+        plain = client.get(url, headers={"accept-encoding": "identity"})
+        with client.stream("GET", url, headers={"accept-encoding": "br, gzip"}) as raw:
+            wire, headers = b"".join(raw.iter_raw()), raw.headers  # as sent, not decoded
+        assert headers["content-encoding"] == "gzip"
+        assert headers["vary"] == "Accept-Encoding" == plain.headers["vary"]
+        assert headers["etag"] == f'"{version}-gzip"'
+        assert gzip.decompress(wire) == plain.content
+        assert len(wire) < len(plain.content)
+        for refused in ("gzip;q=0", "br", "gzip;q=0, *", ""):
+            again = client.get(url, headers={"accept-encoding": refused})
+            assert "content-encoding" not in again.headers, refused
+        assert client.get(url, headers={"accept-encoding": "*"}).headers["etag"].endswith('-gzip"')
+        for tag in (f'"{version}"', f'"{version}-gzip"'):  # either representation revalidates
+            again = client.get(url, headers={"if-none-match": tag, "accept-encoding": "gzip"})
+            assert again.status_code == 304 and "content-encoding" not in again.headers, tag
 
 
 def test_a_new_model_or_a_new_snippet_gets_a_new_script_url(tmp_path):
