@@ -197,3 +197,32 @@ def test_a_checkpoint_is_taken_once(backend):
     reopened = open_store()
     assert reopened.take_checkpoint("learner") == '{"open": [2]}'
     assert reopened.take_checkpoint("learner") is None
+
+
+def test_sqlite_serves_its_own_recent_entries_from_memory_as_the_table_holds_them(tmp_path):
+    """Entries this process committed are read back as the records it appended (the learner
+    reads each one within a second) until a consumer acknowledges them: the same ids, kinds and
+    records another connection reads from the table, across a batch of two INSERT statements,
+    another process's entry in between, and a record only the stdlib encoder could write."""
+    path = str(tmp_path / "store.db")
+    store, other = SqliteStorage(path), SqliteStorage(path)
+    first = [(DECISION, _decision(i)) for i in range(300)]
+    store.append(first)
+    other.append([(EVENT, {"type": "view", "n": 1})])
+    fallback, last = {"type": "view", "text": "lone \ud800"}, _decision(300)
+    store.append([(EVENT, fallback), (DECISION, last)])
+    mine = store.read_log("learner", 1000)
+    table = other.read_log("learner", 1000)
+    assert [(e.id, e.kind, e.record) for e in mine] == [(e.id, e.kind, e.record) for e in table]
+    assert [int(e.id) for e in mine] == list(range(1, 304))
+    assert all(e.record is record for e, (_, record) in zip(mine[:300], first, strict=True))
+    # From the first entry it did not commit itself on, the rest of the read is the table's.
+    assert mine[-2].record is not fallback and mine[-2].record == fallback
+    assert mine[-1].record is not last and mine[-1].record == last
+    page = store.read_log("paged", 250)  # a count that ends among the recent entries
+    store.ack("paged", page)
+    assert [e.id for e in page + store.read_log("paged", 1000)] == [e.id for e in table]
+    store.ack("learner", mine)  # acknowledged: no longer kept, a late consumer reads the table
+    late = store.read_log("dashboard", 1000)
+    assert [(e.id, e.record) for e in late] == [(e.id, e.record) for e in table]
+    assert late[0].record is not first[0][1]

@@ -30,10 +30,16 @@ def dump_record(record: dict[str, Any]) -> str:
     orjson, because every decision and event is written once and read back by the learner; the
     stdlib encoder stays as the fallback for what orjson refuses (lone surrogates, non-str keys).
     """
+    return dumped_record(record)[0]
+
+
+def dumped_record(record: dict[str, Any]) -> tuple[str, bool]:
+    """`dump_record`'s text, and whether orjson wrote it: then, for JSON data (str keys, finite
+    numbers), `load_record` of the text equals `record`."""
     try:
-        return orjson.dumps(record).decode()
+        return orjson.dumps(record).decode(), True
     except orjson.JSONEncodeError:
-        return json.dumps(record, separators=(",", ":"))
+        return json.dumps(record, separators=(",", ":")), False
 
 
 def load_record(text: str | bytes) -> dict[str, Any]:
@@ -72,10 +78,14 @@ class StoredModel:
 
 class Storage(Protocol):
     def append(self, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        """Commit `(kind, record)` entries in one durable transaction, all or nothing."""
+        """Commit `(kind, record)` entries in one durable transaction, all or nothing.
+
+        Records are JSON data (str keys, finite numbers) and are not changed once appended: a
+        backend may hand the same objects to its readers."""
 
     def read_log(self, consumer: str, count: int) -> list[LogEntry]:
-        """Up to `count` entries this consumer has not acknowledged, oldest first."""
+        """Up to `count` entries this consumer has not acknowledged, oldest first (their records
+        may be shared with other readers: read them, do not change them)."""
 
     def ack(self, consumer: str, entries: list[LogEntry]) -> None:
         """Mark entries as processed by `consumer`; they are not read again."""
