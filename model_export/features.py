@@ -437,7 +437,7 @@ def raw_values(context: Mapping[str, Any], rules: Mapping[str, Any]) -> dict[str
         ref_class = "direct"
     elif not ref_host:
         ref_class = None
-    elif ref_host == _site_host(context, url_host):
+    elif ref_host == _site_host(_text(context.get("site_host")), url_host):
         ref_class = "internal"
     else:
         ref_class = _referrer_class(ref_host, prepared)
@@ -493,9 +493,11 @@ def _price_band(price: float, prepared: _Rules) -> str:
     return "low" if price < prepared.low_max else "mid" if price < prepared.mid_max else "high"
 
 
-def _site_host(context: Mapping[str, Any], url_host: str | None) -> str:
-    """The site's own host without `www.` (only asked when a referrer's host is compared to it)."""
-    return _strip_www(lower(trim(_text(context.get("site_host")))) or url_host or "")
+@lru_cache(maxsize=1024)
+def _site_host(site_host: str, url_host: str | None) -> str:
+    """The site's own host without `www.`: the context's `site_host`, else the page URL's (only
+    asked when a referrer's host is compared to it)."""
+    return _strip_www(lower(trim(site_host)) or url_host or "")
 
 
 _Plan = list[tuple[str, str, dict[str, Feature], Feature, Feature]]

@@ -357,8 +357,9 @@ def decision_fields(
         "propensity": propensity,
         "holdout": holdout,
         "explored": explored,
-        "scores": dict(zip(variants, values, strict=True)),
-        "probabilities": dict(zip(variants, shares, strict=True)),
+        # One value per variant by construction; zip's `strict=` keyword alone costs ~0.5 µs.
+        "scores": dict(zip(variants, values)),  # noqa: B905
+        "probabilities": dict(zip(variants, shares)),  # noqa: B905
         "model_version": model["model_version"],
         "decision_id": decision_id,
         "top_features": _top_features(hits, chosen),

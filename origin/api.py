@@ -330,7 +330,7 @@ def decide_slots(origin: Origin, request: dict[str, Any]) -> list[dict[str, Any]
         )
     if logged:
         origin.writer.write_soon(logged)
-        origin.metrics.decisions.inc(len(logged), source="decide")
+        origin.metrics.decided(len(logged))
     return results
 
 

@@ -122,6 +122,7 @@ class OriginMetrics:
             )
         )
         self.decisions = registry.add(Counter("fp_decisions_total", "Decisions logged, by source."))
+        self.decided = self.decisions.labels(source="decide")  # POST /v1/decide's, per request
         self.accepted = registry.add(
             Counter("fp_events_accepted_total", "Events committed, by type.")
         )
