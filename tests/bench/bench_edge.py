@@ -131,8 +131,8 @@ def summary(results: dict[str, Any]) -> str:
         f"p99 {results.get('decision_worker_p99_us')} µs); "
         f"added p50 {results['added_p50_ms']} ms / p99 {results['added_p99_ms']} ms; "
         f"throughput ratio {results['throughput_ratio']} "
-        f"({results.get('throughput_ratio_vs_noop_rewriter')} vs a no-op HTMLRewriter, which itself "
-        f"reaches {results.get('noop_rewriter_throughput_ratio')}; "
+        f"({results.get('throughput_ratio_vs_noop_rewriter')} vs a no-op HTMLRewriter, which "
+        f"itself reaches {results.get('noop_rewriter_throughput_ratio')}; "
         f"{results.get('throughput_ratio_demo_origin')} in front of the demo origin); "
         f"bundle {results['bundle_gzip_kb']} KB gz (load avg {results.get('load_average_1m')})"
     )
