@@ -174,7 +174,8 @@ class SqliteStorage:
 
     def _recent_after(self, position: int, count: int) -> list[LogEntry]:
         """Up to `count` entries from `position + 1` on, as long as they are recent ones."""
-        recent, entries = self._recent, []
+        recent = self._recent
+        entries: list[LogEntry] = []
         entry = recent.get(position + 1)
         while entry is not None and len(entries) < count:
             entries.append(entry)
