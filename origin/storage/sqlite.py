@@ -80,8 +80,9 @@ _MAX_CLAIMS = 100_000  # claim_once keys kept in process (each a few hundred byt
 # entries this process committed are kept, as the records it was given, until a consumer
 # acknowledges them; a read that starts among them is answered from memory, then completed from
 # the table (which also holds what other processes wrote). A consumer further behind (the
-# promotion gate, the dashboard) reads the table as before. At most `_RECENT` are kept (~2.5 s of
-# decisions at 1,600 a second, if nobody in this process consumes the log).
+# promotion gate, the dashboard) reads the table as before. If nobody in this process consumes
+# the log, the newest `_RECENT` are kept (~2.5 s of decisions at 1,600 a second; trimmed in bulk
+# when twice as many have piled up).
 _RECENT = 4096
 
 
@@ -138,7 +139,8 @@ class SqliteStorage:
         self, entries: list[tuple[str, dict[str, Any]]], texts: list[tuple[str, bool]], last_id: int
     ) -> None:
         """Keep committed entries for `read_log` (see `_RECENT`): those orjson wrote, which read
-        back equal to their records; the stdlib fallback's (lone surrogates) are read back."""
+        back equal to their records; the stdlib fallback's (lone surrogates, non-str keys) are
+        read back from the table."""
         recent = self._recent
         # One transaction's rows take consecutive ids: it holds the table's write lock.
         first_id = last_id - len(entries) + 1
@@ -196,8 +198,8 @@ class SqliteStorage:
                 )
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite cursor update failed: {exc}") from exc
-            if self._recent:  # read by the consumer that keeps up; rebuilt: a dict popped from
-                self._recent = {i: e for i, e in self._recent.items() if i > position}  # the front
+            if self._recent:  # read by the consumer that keeps up: forgotten (rebuilt, as above)
+                self._recent = {i: e for i, e in self._recent.items() if i > position}
 
     def processed_log(self, consumer: str, limit: int) -> list[LogEntry]:
         with self._lock:
