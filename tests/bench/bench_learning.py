@@ -64,10 +64,12 @@ class SimulatedTime:
 
     Each request moves the app's ManualClock up to its `SIM_HEADER` time. After each batch
     of events the learner takes one `LearningLoop.step()` (read the log, join rewards, learn,
-    publish if due) before the next request is served, so how much it has learned at a given
-    simulated moment does not depend on how fast this machine runs the stream. (The learner
-    thread of `python -m origin serve` polls every 0.2 s of wall time instead: with days of
-    traffic compressed into minutes, that would tie learning to CPU speed.)
+    publish if due) before the batch's response completes, so the next request comes after it
+    and how much it has learned at a given simulated moment does not depend on how fast this
+    machine runs the stream. (The learner thread of `python -m origin serve` polls every 0.2 s
+    of wall time instead: with days of traffic compressed into minutes, that would tie learning
+    to CPU speed.) Stepping after the response had gone let the next batch start a second step
+    while the first still ran: one run died of `deque mutated during iteration`.
     """
 
     def __init__(self, app: Any, clock: Any, step: Any) -> None:
@@ -84,11 +86,17 @@ class SimulatedTime:
                 ahead = int(value) - self.clock.now_ms()
                 if ahead > 0:
                     self.clock.advance(ahead)
-        await self.app(scope, receive, send)
-        if scope["path"] == "/v1/events":
-            import anyio
+        if scope["path"] != "/v1/events":
+            await self.app(scope, receive, send)
+            return
+        import anyio
 
-            await anyio.to_thread.run_sync(self.step)
+        async def step_before_the_end(message: dict) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await anyio.to_thread.run_sync(self.step)
+            await send(message)
+
+        await self.app(scope, receive, step_before_the_end)
 
 
 def serve(port: int, db: str, model: str, start_ms: int) -> None:
