@@ -15,7 +15,6 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from functools import lru_cache
-from itertools import count
 from typing import Any
 
 from origin.clock import Clock, SystemClock
@@ -144,7 +143,8 @@ class SqliteStorage:
         recent = self._recent
         # One transaction's rows take consecutive ids: it holds the table's write lock.
         first_id = last_id - len(entries) + 1
-        for entry_id, (kind, record), (_, exact) in zip(count(first_id), entries, texts):
+        rows = enumerate(zip(entries, texts, strict=True), first_id)
+        for entry_id, ((kind, record), (_, exact)) in rows:
             if exact:
                 recent[entry_id] = LogEntry(str(entry_id), kind, record)
         if len(recent) > 2 * _RECENT:  # dropped in bulk: popping a dict's oldest keys one by
