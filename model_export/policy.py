@@ -12,6 +12,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from model_export.features import Feature, SpecError, features, per_object, validate_spec
@@ -188,6 +189,22 @@ def fnv1a32(text: str, basis: int = _FNV_BASIS) -> int:
 _HOLDOUT_BASIS = fnv1a32("holdout\x1f")  # every holdout hash starts with these bytes
 
 
+# FNV-1a in Python costs ~0.2 µs a byte (its 32-bit state is a two-digit int): the two hashes of
+# a decision were ~14 µs of the origin's ~35 µs `decision_fields`. Both start with the visitor
+# and the slot, which repeat from one page of a visit to the next: the holdout hash is a pure
+# function of them, and the draw continues from their prefix over the decision id alone.
+@lru_cache(maxsize=16_384)
+def _holdout_hash(unit: str, slot: str) -> int:
+    """`fnv1a32("holdout\x1f" + unit + "\x1f" + slot)` (CONTRACT §6.3)."""
+    return fnv1a32(f"{unit}\x1f{slot}", _HOLDOUT_BASIS)
+
+
+@lru_cache(maxsize=16_384)
+def _draw_basis(visitor_id: str, slot: str) -> int:
+    """The draw's hash state after `visitor + "\x1f" + slot + "\x1f"` (CONTRACT §6.4)."""
+    return fnv1a32(f"{visitor_id}\x1f{slot}\x1f")
+
+
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
 
@@ -338,10 +355,10 @@ def decision_fields(
         unit = visitor_id or decision_id
         rate = config.get("holdout", 0)
         # A hash / 2^32 is never below a rate of 0: no hash to compute without a holdout.
-        if rate > 0 and fnv1a32(f"{unit}\x1f{slot}", _HOLDOUT_BASIS) / _TWO_32 < rate:
+        if rate > 0 and _holdout_hash(unit, slot) / _TWO_32 < rate:
             chosen, holdout = variants.index(config["default"]), True
         else:
-            u = fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / _TWO_32
+            u = fnv1a32(decision_id, _draw_basis(visitor_id, slot)) / _TWO_32
             cumulative = 0.0
             chosen = len(variants) - 1
             for i, share in enumerate(shares):
