@@ -93,6 +93,40 @@ class FTRLProximal:
         current = {name: self.weight(name) for name in self.weights0.keys() | self._zn.keys()}
         return {name: w for name, w in current.items() if w != 0.0}
 
+    def state(self) -> dict[str, Any]:
+        """Starting weights and accumulators, as JSON-serialisable data (see `restore`)."""
+        return {
+            "bias0": self.bias0,
+            "weights0": dict(self.weights0),
+            "bias_zn": list(self._bias_zn),
+            "zn": {name: list(zn) for name, zn in self._zn.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any], names: frozenset[str]) -> None:
+        """Take `state()` output (features limited to `names`); ValueError, unchanged, if bad."""
+        bias0, weights0 = _finite(state["bias0"]), state["weights0"]
+        bias_zn, zn = _pair(state["bias_zn"]), state["zn"]
+        if not isinstance(weights0, Mapping) or not isinstance(zn, Mapping):
+            raise ValueError("weights0 and zn must be objects")
+        if not names.issuperset(weights0) or not names.issuperset(zn):
+            raise ValueError("features outside the model's spec")
+        weights0 = {name: _finite(w) for name, w in weights0.items()}
+        zn = {name: _pair(pair) for name, pair in zn.items()}
+        self.bias0, self.weights0, self._bias_zn, self._zn = bias0, weights0, bias_zn, zn
+
+
+def _finite(value: Any) -> float:
+    if not is_finite_number(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return float(value)
+
+
+def _pair(value: Any) -> list[float]:
+    """A saved [z, n] accumulator pair (n, a sum of squares, is never negative)."""
+    if not isinstance(value, list) or len(value) != 2 or _finite(value[1]) < 0:
+        raise ValueError(f"not a [z, n] pair: {value!r}")
+    return [_finite(value[0]), float(value[1])]
+
 
 # A feature value far outside what the spec produces (one-hot 1, sin/cos, log-scaled pages)
 # is a bug upstream; refusing it also keeps squared gradients finite.
@@ -202,6 +236,47 @@ class OnlineLearner:
         self.loss_sum_ = 0.0
         self.progressive_loss_ = math.nan
         return self
+
+    def state(self) -> dict[str, Any]:
+        """What `restore` needs to go on exactly where this learner is (JSON-serialisable): its
+        step parameters, and each variant's starting weights and accumulators. Warm-starting
+        from the model it published instead would start every accumulator again at zero, and so
+        every coordinate's step size at its largest: an origin restarted a few times learns as
+        if each restart were its first day (in an in-process replica of the learning benchmark,
+        four restarts in eight simulated days cost ~0.04 of its online/oracle ratio)."""
+        self._check_started("state")
+        return {
+            "params": self._params(),
+            "slots": {
+                slot: {variant: m.state() for variant, m in variants.items()}
+                for slot, variants in self.models_.items()
+            },
+        }
+
+    def restore(self, model: Mapping[str, Any], state: Mapping[str, Any]) -> OnlineLearner:
+        """`warm_start(model)`, then go on from `state()` of a learner with the same parameters,
+        slots and variants. ValueError (the learner left warm-started from `model`) otherwise.
+        """
+        self.warm_start(model)
+        try:
+            if state["params"] != self._params():
+                raise ValueError("saved with other step parameters")
+            saved = state["slots"]
+            if not isinstance(saved, Mapping) or {
+                slot: set(variants) for slot, variants in saved.items()
+            } != {slot: set(variants) for slot, variants in self.models_.items()}:
+                raise ValueError("saved for other slots or variants")
+            restored = copy.deepcopy(self.models_)
+            for slot, variants in restored.items():
+                for variant, m in variants.items():
+                    m.restore(saved[slot][variant], self.feature_names_)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed learner state: {exc!r}") from exc
+        self.models_ = restored
+        return self
+
+    def _params(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in ("alpha", "beta", "l1", "l2", "clip")}
 
     def partial_fit(self, examples: Iterable[Example]) -> OnlineLearner:
         """Learn from each example in turn; bad or unknown examples are skipped and counted."""

@@ -7,9 +7,11 @@ ready, acknowledges the entries, and publishes `to_model()` when something was l
 least `publish_interval_s` passed since the last version. Time comes from the injected clock,
 so tests drive it in simulated time; `run()` calls `step()` in a background thread.
 
-A learner restart resumes from the consumer position and warm-starts from the last published
-model. A clean stop (`stop()`) publishes what was learned and checkpoints the decisions still
-waiting for a reward, which `resume()` reopens. After a `kill -9` there is no checkpoint:
+A learner restart resumes from the consumer position. A clean stop (`stop()`) publishes what was
+learned and checkpoints the decisions still waiting for a reward and the learner's own state
+(its accumulators, which set each coordinate's step size), which `resume()` reopens; when
+another version was published in between, or there is no checkpoint, the learner warm-starts
+from the current model instead (its step sizes start afresh). After a `kill -9` there is none:
 `resume()` then replays the entries the learner had acknowledged (the last `replay_limit`), which
 reopens the same decisions; what the replay closes was learned from before the crash and is not
 learned again. Only what was learned and not yet published (at most `publish_interval_s`) is lost.
@@ -159,9 +161,27 @@ class LearningLoop:
         state["window_ms"] = self.joiner.window_ms  # the configured window wins
         state["max_open"] = self.joiner.max_open
         state["counts"] = {}  # counts, like `examples`, are per learner process
+        learned = state.pop("learner", None)
         self.joiner = RewardJoiner.from_state(state)
         log.info("learner resumed %d open decisions", len(self.joiner))
+        if learned is not None:
+            self._restore_learner(learned)
         return True
+
+    def _restore_learner(self, learned: dict[str, Any]) -> None:
+        """Go on with the saved learner state if the model it learned from is still current;
+        after another publisher's version (a rollback, an admin), learn on from that instead,
+        as `maybe_publish` does."""
+        current = self.holder.current()
+        if learned.get("base_sha") != current["sha256"]:
+            log.info("learner checkpoint is for another model than the current one: not resumed")
+            return
+        try:
+            self.learner.restore(current, learned)
+        except ValueError as exc:
+            log.warning("learner state in the checkpoint not resumed: %s", exc)
+            return
+        log.info("learner resumed its step sizes and unpublished learning from the checkpoint")
 
     def _replay(self) -> bool:
         """Rebuild the open decisions from the entries this consumer acknowledged before it
@@ -189,11 +209,14 @@ class LearningLoop:
 
     def checkpoint(self) -> None:
         """Publish what was learned (the promotion gate still applies), then save the open
-        decisions, so a restart loses neither. Entries read so far are already acknowledged."""
+        decisions and the learner's state, so a restart loses neither. Entries read so far are
+        already acknowledged."""
         if self.unpublished:
             self.last_publish_ms = 0  # due now
             self.maybe_publish()
-        self.storage.save_checkpoint(self.consumer, json.dumps(self.joiner.state()))
+        state = self.joiner.state()
+        state["learner"] = {"base_sha": self._base_sha, **self.learner.state()}
+        self.storage.save_checkpoint(self.consumer, json.dumps(state))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="fp-learner", daemon=True)

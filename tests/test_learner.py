@@ -121,6 +121,52 @@ def test_to_model_after_updates_scores_like_the_learner_and_keeps_the_slot_setti
     assert all(0.0 not in w.values() for w in published["slots"]["hero"]["weights"].values())
 
 
+def _batch(seed: int, n: int = 60) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        example(rng.choice(CONTEXTS), rng.choice(HERO), float(rng.random() < 0.3), 0.2)
+        for _ in range(n)
+    ]
+
+
+def test_a_restored_learner_goes_on_exactly_as_if_it_had_never_stopped():
+    first = OnlineLearner().warm_start(random_model(5)).partial_fit(_batch(1))
+    published = first.to_model("v1")
+    saved = json.loads(json.dumps(first.state()))  # as a checkpoint stores it
+    resumed = OnlineLearner().restore(published, saved)
+    assert resumed.to_model("v1") == published
+    # A warm start from the published model has the same weights, but every accumulator at
+    # zero: its steps are the largest again, so the same events move it elsewhere.
+    restarted = OnlineLearner().warm_start(published)
+    for learner in (first, resumed, restarted):
+        learner.partial_fit(_batch(2))
+    assert resumed.to_model("v2") == first.to_model("v2")
+    assert restarted.to_model("v2")["slots"]["hero"] != first.to_model("v2")["slots"]["hero"]
+
+
+def test_a_learner_state_that_does_not_fit_is_refused_and_leaves_a_warm_start():
+    first = OnlineLearner().warm_start(random_model(5)).partial_fit(_batch(1))
+    published, saved = first.to_model("v1"), json.loads(json.dumps(first.state()))
+    other_steps = OnlineLearner(alpha=0.1)
+    with pytest.raises(ValueError, match="step parameters"):
+        other_steps.restore(published, saved)
+    assert other_steps.to_model("v1") == published  # warm-started from the model it was given
+    bad = json.loads(json.dumps(saved))
+    bad["slots"]["hero"]["sale"]["zn"]["no_such_feature"] = [0.0, 1.0]
+    with pytest.raises(ValueError, match="spec"):
+        OnlineLearner().restore(published, bad)
+    bad = json.loads(json.dumps(saved))
+    bad["slots"]["hero"]["sale"]["bias_zn"] = [0.0, -1.0]
+    with pytest.raises(ValueError, match=r"\[z, n\]"):
+        OnlineLearner().restore(published, bad)
+    bad = json.loads(json.dumps(saved))
+    del bad["slots"]["promo"]
+    with pytest.raises(ValueError, match="slots or variants"):
+        OnlineLearner().restore(published, bad)
+    with pytest.raises(ValueError, match="malformed"):
+        OnlineLearner().restore(published, {"params": saved["params"]})
+
+
 def test_using_the_learner_before_warm_start_is_a_clear_error():
     learner = OnlineLearner()
     with pytest.raises(NotFittedError, match=r"warm_start\(model\)"):

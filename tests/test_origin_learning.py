@@ -188,6 +188,37 @@ def test_open_decisions_survive_a_clean_learner_restart(tmp_path):
         assert len(third.app.state.origin.learning.joiner) == 0
 
 
+def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_came_in_between(
+    tmp_path,
+):
+    clock = ManualClock(START_MS)
+    settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock,
+                        learner="manual", reward_window_s=WINDOW_S,
+                        model_path=str(neutral_model(tmp_path / "m.json")))  # fmt: skip
+    with TestClient(create_app(settings)) as first:
+        first.origin = first.app.state.origin
+        for i in range(20):
+            shown = decide(first, {"url": "https://shop.example/running"}, visitor_id=f"v{i}")
+            if i % 3 == 0:
+                click(first, shown["token"])
+        settle(first)
+        assert first.origin.learning.examples >= 7
+    learned = first.origin.learning.learner.state()  # after the checkpoint's own publish
+    with TestClient(create_app(settings)) as second:
+        learner = second.app.state.origin.learning.learner
+        assert learner.state() == learned  # accumulators too, not only the published weights
+        assert any(m["zn"] for m in learner.state()["slots"]["hero"].values())
+        published = second.app.state.origin.holder.current()
+        # Another publisher (an admin's rollback, say) puts out a version the learner did not make.
+        other = seal({**published, "model_version": published["model_version"] + "-admin"})
+    with TestClient(create_app(settings)) as third:
+        third.app.state.origin.holder.publish(other, clock.now_ms())
+    with TestClient(create_app(settings)) as fourth:
+        learner = fourth.app.state.origin.learning.learner
+        assert fourth.app.state.origin.holder.current()["sha256"] == other["sha256"]
+        assert not any(m["zn"] for m in learner.state()["slots"]["hero"].values())  # afresh
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_open_decisions_survive_a_learner_that_died_uncheckpointed(backend, tmp_path, request):
     """After a crash (no checkpoint), the restarted learner replays the log it had processed:
