@@ -66,7 +66,7 @@ class SimulatedTime:
     of events the learner takes one `LearningLoop.step()` (read the log, join rewards, learn,
     publish if due) before the batch's response completes, so the next request comes after it
     and how much it has learned at a given simulated moment does not depend on how fast this
-    machine runs the stream. (The learner thread of `python -m origin serve` polls every 0.2 s
+    machine runs the stream. (The learner thread of `python -m origin serve` polls every second
     of wall time instead: with days of traffic compressed into minutes, that would tie learning
     to CPU speed.) Stepping after the response had gone let the next batch start a second step
     while the first still ran: one run died of `deque mutated during iteration`.
