@@ -50,7 +50,7 @@ def draw(u: float, variants: Sequence[str], probabilities: Sequence[float]) -> s
 
 def _unit(visitor_id: str, slot: str, decision_id: str) -> float:
     # The same deterministic draw the policy uses (CONTRACT §6.4), so arms share randomness.
-    return policy.fnv1a32(f"{visitor_id}\x1f{slot}\x1f{decision_id}") / policy._TWO_32
+    return policy.fnv1a32(decision_id, policy._draw_basis(visitor_id, slot)) / policy._TWO_32
 
 
 class UniformRandom:

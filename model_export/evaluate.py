@@ -24,7 +24,13 @@ import numpy as np
 
 from model_export import obd
 from model_export.features import Feature, dense, feature_names, features
-from model_export.policy import _TWO_32, choice_probabilities, fnv1a32, load_model, scores
+from model_export.policy import (
+    _TWO_32,
+    _holdout_hash,
+    choice_probabilities,
+    load_model,
+    scores,
+)
 from model_export.train import read_log
 
 MIN_SAMPLES = 1000
@@ -161,7 +167,7 @@ def target_probabilities(
     `unit` is the holdout unit: the visitor id, or the decision id when there is none.
     """
     config = model["slots"][slot]
-    if fnv1a32(f"holdout\x1f{unit}\x1f{slot}") / _TWO_32 < config.get("holdout", 0):
+    if _holdout_hash(unit, slot) / _TWO_32 < config.get("holdout", 0):
         return {v: float(v == config["default"]) for v in config["variants"]}
     return choice_probabilities(config, scores(config, active))
 
