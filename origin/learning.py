@@ -10,11 +10,15 @@ so tests drive it in simulated time; `run()` calls `step()` in a background thre
 A learner restart resumes from the consumer position. A clean stop (`stop()`) publishes what was
 learned and checkpoints the decisions still waiting for a reward and the learner's own state
 (its accumulators, which set each coordinate's step size), which `resume()` reopens; when
-another version was published in between, or there is no checkpoint, the learner warm-starts
-from the current model instead (its step sizes start afresh). After a `kill -9` there is none:
+another version was published in between, the learner warm-starts from the current model
+instead (its step sizes start afresh). After a `kill -9` there is no checkpoint:
 `resume()` then replays the entries the learner had acknowledged (the last `replay_limit`), which
 reopens the same decisions; what the replay closes was learned from before the crash and is not
-learned again. Only what was learned and not yet published (at most `publish_interval_s`) is lost.
+learned again. Each publish also saves the learner's state as it was for that version (under
+`<consumer>:published`), which a restart after a crash takes up if that version is still the
+current one: the step sizes go on, and the published exploration bonus (`OnlineLearner.to_model`)
+is not taken for learned weights. Only what was learned and not yet published (at most
+`publish_interval_s`) is lost.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from origin.clock import Clock
 from origin.learner import OnlineLearner, RewardJoiner
 from origin.models import ModelHolder
 from origin.promotion import PromotionGate
-from origin.storage import DECISION, EVENT, Storage
+from origin.storage import DECISION, EVENT, Storage, StorageError
 from origin.validation import REWARD_TYPES
 
 log = logging.getLogger("origin.learning")
@@ -136,12 +140,27 @@ class LearningLoop:
                 self.last_publish_ms = now  # judged again after another interval of learning
                 return None
         self.holder.publish(model, now)
+        self._save_published_state(model["sha256"])
         self.held = None
         self._base_sha = model["sha256"]
         self.last_publish_ms = now
         self.unpublished = 0
         self.published += 1
         return model
+
+    @property
+    def _published_key(self) -> str:
+        return f"{self.consumer}:published"
+
+    def _save_published_state(self, sha256: str) -> None:
+        """The learner's state for the version it just published, for a restart after a crash.
+        Without it, that restart would warm-start from the published model: every step size at
+        its largest again, and the exploration bonus taken for learned weights."""
+        try:
+            body = json.dumps({"base_sha": sha256, **self.learner.state()})
+            self.storage.save_checkpoint(self._published_key, body)
+        except StorageError as exc:  # the version is out; a crash before the next loses steps
+            log.warning("learner state for the published version not saved: %s", exc)
 
     @property
     def progressive_loss(self) -> float:
@@ -162,8 +181,12 @@ class LearningLoop:
         """Reopen the decisions a previous learner left waiting for rewards: from its checkpoint
         after a clean stop, else by replaying the log it had processed. True if any reopened."""
         saved = self.storage.take_checkpoint(self.consumer)
+        published = self.storage.take_checkpoint(self._published_key)
         if saved is None:
-            return self._replay()
+            reopened = self._replay()
+            if published is not None:
+                self._restore_learner(_parsed(published))
+            return reopened
         state = json.loads(saved)
         state["window_ms"] = self.joiner.window_ms  # the configured window wins
         state["max_open"] = self.joiner.max_open
@@ -180,7 +203,7 @@ class LearningLoop:
         after another publisher's version (a rollback, an admin), learn on from that instead,
         as `maybe_publish` does."""
         current = self.holder.current()
-        if learned.get("base_sha") != current["sha256"]:
+        if not learned or learned.get("base_sha") != current["sha256"]:
             log.info("learner checkpoint is for another model than the current one: not resumed")
             return
         try:
@@ -243,3 +266,13 @@ class LearningLoop:
             self.checkpoint()
         except Exception:  # shutting down: say so, but let the rest of the shutdown run
             log.exception("learner checkpoint failed; open decisions will not be resumed")
+
+
+def _parsed(body: str) -> dict[str, Any]:
+    """A saved learner state, or {} (logged) if it is not a JSON object."""
+    try:
+        state = json.loads(body)
+    except ValueError as exc:
+        log.warning("learner state saved with the published version is not JSON: %s", exc)
+        return {}
+    return state if isinstance(state, dict) else {}

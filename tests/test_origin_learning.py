@@ -219,6 +219,36 @@ def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_ca
         assert not any(m["zn"] for m in learner.state()["slots"]["hero"].values())  # afresh
 
 
+def test_after_a_crash_the_learner_goes_on_from_the_state_of_its_last_published_version(
+    tmp_path,
+):
+    clock = ManualClock(START_MS)
+    settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock,
+                        learner="manual", reward_window_s=WINDOW_S,
+                        model_path=str(neutral_model(tmp_path / "m.json")))  # fmt: skip
+    with TestClient(create_app(settings)) as first:
+        first.origin = first.app.state.origin
+        learning = first.origin.learning
+        for i in range(20):
+            shown = decide(first, {"url": "https://shop.example/running"}, visitor_id=f"v{i}")
+            if i % 3 == 0:
+                click(first, shown["token"])
+        settle(first)
+        assert learning.examples >= 7
+    learned = learning.learner.state()  # as published by the clean stop's own publish
+    published = first.app.state.origin.holder.current()
+    # A kill -9 writes no checkpoint: drop the one the clean shutdown above just wrote.
+    assert SqliteStorage(settings.db, clock=clock).take_checkpoint(learning.consumer)
+    with TestClient(create_app(settings)) as second:
+        learner = second.app.state.origin.learning.learner
+        assert second.app.state.origin.holder.current()["sha256"] == published["sha256"]
+        assert learner.state() == learned  # step sizes and counts, not a warm start
+        assert any(m["zn"] for m in learner.state()["slots"]["hero"].values())
+        # What it publishes next is what the first learner would have: the bonus is not
+        # mistaken for learned weights (a warm start from `published` would add it again).
+        assert learner.to_model("x")["slots"] == published["slots"]
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_open_decisions_survive_a_learner_that_died_uncheckpointed(backend, tmp_path, request):
     """After a crash (no checkpoint), the restarted learner replays the log it had processed:
