@@ -181,8 +181,11 @@ def is_finite_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# The whole bonus a context can get, in logits (see `OnlineLearner.to_model`). Measured in
-# the closed loop (`python -m tests.bench learning`, issue #6) with the hero's temperature 0.015.
+# The published exploration bonus (see `OnlineLearner.to_model`), in logits: what a coordinate
+# a variant has no data on gets where another variant of the slot has plenty
+# (`BONUS_PER_FEATURE`), and the most a whole context can get (`OPTIMISM`). Measured in the
+# closed loop (`python -m tests.bench learning`, issue #6) with the hero's temperature 0.015.
+BONUS_PER_FEATURE = 1.0
 OPTIMISM = 3.0
 
 
@@ -220,19 +223,21 @@ class OnlineLearner:
     # alpha 0.4, clip 5 and the curvature in every pair. The exploration seed alone moves the
     # figure by ±0.01, more than any of these settings.
     # Optimism (round eight, same replica, 3 simulator seeds x 6 exploration seeds, paired with
-    # the defaults before it): the relative bonus of `to_model` at 3 logits for a context, with
-    # the hero's temperature down from 0.03 to 0.015, gave online/oracle +0.011 (-0.002 to
-    # +0.029; >= 0.90 in 16 of 18 runs against 11) and +0.006 engagement for the visitors the
-    # drift and the launch touch. The temperature alone gave +0.009 and nothing after the drift;
-    # the bonus alone (at 17 logits) nothing on online/oracle and +0.015 after the drift. At 17
-    # logits with the lower temperature: +0.010 (17 of 17 >= 0.90), +0.013 after the drift, but
-    # an untried variant then outscores one with 150 decisions at 80% engagement; at 5 logits
-    # the bench's own stream gave the same as at 3 (0.907 against 0.905 over six seeds). A bonus
-    # that is not relative (every variant raised where it has little data) saturated every
-    # score at a cold start. Not adopted: importance-weight-aware updates (clip 10 to 1000:
-    # worse by 0.02 to 0.10), a diagonal Bayesian (Laplace) learner with drift (worse by 0.016
-    # to 0.036), a per-context bonus c·sqrt(Σ x²/n) on the decision side (no gain at c = 0.5,
-    # and it would change the policy every runtime shares).
+    # the defaults before it; all with the hero's temperature down from 0.03 to 0.015): the
+    # relative bonus of `to_model`, 1 logit for an untried coordinate and at most 3 for a
+    # context, gave online/oracle +0.009 (-0.004 to +0.023; >= 0.90 in 16 of 18 runs against
+    # 11) and +0.013 engagement for the visitors the drift and the launch touch, whose promo
+    # now finds `bundle` in every run (0.38-0.45 engagement in their first day, 0.10-0.46
+    # before). Spreading the same 3 logits evenly over all coordinates (0.18 each) gave +0.011
+    # and +0.006, but found `bundle` in some runs only; the real bench gave 0.917 / 0.910 /
+    # 0.899 / 0.916 with it. The temperature alone gave +0.009 and nothing after the drift; the
+    # bonus alone, nothing on online/oracle. 1 logit a coordinate without a cap: +0.010, +0.013,
+    # but an untried variant then outscores one with 150 decisions at 80% engagement; a bonus
+    # that is not relative saturated every score at a cold start. Not adopted either:
+    # importance-weight-aware updates (clip 10 to 1000: worse by 0.02 to 0.10), a diagonal
+    # Bayesian (Laplace) learner with drift (worse by 0.016 to 0.036), a per-context bonus
+    # c·sqrt(Σ x²/n) on the decision side (no gain at c = 0.5, and it would change the policy
+    # every runtime shares).
     def __init__(
         self,
         alpha: float = 0.3,
@@ -272,12 +277,13 @@ class OnlineLearner:
         self.feature_names_ = frozenset(names)
         # The bonus goes on the bias and the one-hot coordinates: x is 0 or 1 there, so a higher
         # weight is a higher score (hour_sin can be negative). A context has one value of each
-        # categorical field (a few more with multi-hot session categories), so spreading
-        # `optimism` over them bounds a context's whole bonus near `optimism` logits.
-        fields = model["features"]["fields"]
-        numeric = {f["name"] for f in fields if f["kind"] == "numeric"}
-        self.indicators_ = tuple(name for name in names if name not in numeric)
-        self.bonus_unit_ = self.optimism / (1 + sum(f["kind"] != "numeric" for f in fields))
+        # categorical field and any of a multi-hot field's: what bounds its whole bonus.
+        self.fields_ = tuple(
+            (field["kind"] == "multi_hot", tuple(f"{field['name']}={v}" for v in field["vocab"]))
+            for field in model["features"]["fields"]
+            if field["kind"] != "numeric"
+        )
+        self.indicators_ = tuple(name for _, names in self.fields_ for name in names)
         self.models_ = {
             slot: {
                 variant: FTRLProximal(
@@ -411,13 +417,15 @@ class OnlineLearner:
         slots, exploration, holdout.
 
         The bonus (upper-confidence exploration, relative): for the bias and for each one-hot
-        feature f of a slot, each variant v gets `unit · (1/sqrt(1 + n_v,f) − min_u
-        1/sqrt(1 + n_u,f))`, n the learner's examples of that variant with f, and `unit` the
-        `optimism` spread over the bias and the categorical fields. The best-informed variant
-        there gets none; one the learner has not tried there gets the most, until examples
-        come in. Nothing is added where every variant rests on the same data (so a learner that
-        has learned nothing publishes its starting model unchanged). `created_at` is omitted
-        when not given: the learner has no clock to fill it from.
+        feature f of a slot, each variant v gets `BONUS_PER_FEATURE · (1/sqrt(1 + n_v,f) −
+        min_u 1/sqrt(1 + n_u,f))`, n the learner's examples of that variant with f. The
+        best-informed variant there gets none; one the learner has not tried there gets the
+        most, until examples come in: a new campaign's or section's visitors try the variants
+        the learner has not shown them. A variant whose bonuses could add up to more than
+        `optimism` in some context has them all scaled down to that, so evidence still beats a
+        variant untried everywhere. Nothing is added where every variant rests on the same data
+        (a learner that has learned nothing publishes its starting model unchanged).
+        `created_at` is omitted when not given: the learner has no clock to fill it from.
         """
         self._check_started("to_model")
         model = {k: v for k, v in self.model_.items() if k not in ("sha256", "created_at")}
@@ -429,7 +437,7 @@ class OnlineLearner:
             config = model["slots"][slot]
             bias = {v: m.bias() for v, m in variants.items()}
             weights = {v: m.weights() for v, m in variants.items()}
-            if self.bonus_unit_:
+            if self.optimism:
                 self._add_bonus(variants, bias, weights)
             config["bias"] = bias
             config["weights"] = {v: w for v, w in weights.items() if w}
@@ -441,15 +449,30 @@ class OnlineLearner:
         bias: dict[str, float],
         weights: dict[str, dict[str, float]],
     ) -> None:
-        unit, sqrt = self.bonus_unit_, math.sqrt
-        shown = {v: 1 / sqrt(1 + m.examples) for v, m in variants.items()}
-        least = min(shown.values())
-        for v, s in shown.items():
-            bias[v] += unit * (s - least)
+        sqrt = math.sqrt
+        bonus: dict[str, dict[str | None, float]] = {v: {} for v in variants}
+        spread = {v: 1 / sqrt(1 + m.examples) for v, m in variants.items()}
+        least = min(spread.values())
+        for v, s in spread.items():
+            if s > least:
+                bonus[v][None] = BONUS_PER_FEATURE * (s - least)
         for name in self.indicators_:
             spread = {v: 1 / sqrt(1 + m.counts.get(name, 0.0)) for v, m in variants.items()}
             least = min(spread.values())
             for v, s in spread.items():
                 if s > least:
-                    w = weights[v]
-                    w[name] = w.get(name, 0.0) + unit * (s - least)
+                    bonus[v][name] = BONUS_PER_FEATURE * (s - least)
+        for v, table in bonus.items():
+            if not table:
+                continue
+            most = table.get(None, 0.0)  # the bonus of the context that gets the most
+            for multi, names in self.fields_:
+                values = [table.get(name, 0.0) for name in names]
+                most += sum(values) if multi else max(values)
+            scale = min(1.0, self.optimism / most)
+            w = weights[v]
+            for key, b in table.items():
+                if key is None:
+                    bias[v] += scale * b
+                else:
+                    w[key] = w.get(key, 0.0) + scale * b

@@ -15,6 +15,7 @@ from model_export import policy, simulate
 from model_export.export import build_model, model_from_fit
 from model_export.features import default_spec, feature_names, features
 from model_export.train import DecisionLog, fit
+from origin.ftrl import BONUS_PER_FEATURE
 from origin.learner import REWARD_KINDS, NotFittedError, OnlineLearner, RewardJoiner
 
 HERO = ["default", "running", "camping", "sale", "newsletter_deal"]
@@ -124,10 +125,9 @@ def test_to_model_after_updates_scores_like_the_learner_and_keeps_the_slot_setti
 
 def test_the_bonus_goes_to_the_variants_the_learner_has_seen_least_where_others_were_seen():
     learner = OnlineLearner(optimism=3.0).warm_start(START)
-    unit = learner.bonus_unit_
-    assert unit == pytest.approx(3.0 / (1 + sum(f["kind"] != "numeric" for f in FIELDS)))
-    seen = {name for name, _ in features(EMAIL, START["features"])}
+    active = features(EMAIL, START["features"])
     numeric = {f["name"] for f in FIELDS if f["kind"] == "numeric"}
+    seen = {name for name, _ in active} - numeric
 
     def bonus(variant: str, name: str | None) -> float:
         published = learner.to_model("b")["slots"]["hero"]
@@ -136,15 +136,21 @@ def test_the_bonus_goes_to_the_variants_the_learner_has_seen_least_where_others_
             return published["bias"][variant] - model.bias()
         return published["weights"].get(variant, {}).get(name, 0.0) - model.weight(name)
 
-    for shown in (3, 15, 99):  # `sale` shown to email visitors 3, then 15, then 99 times
+    for shown in (1, 3, 99):  # `sale` shown to email visitors once, then 3, then 99 times
         learner.partial_fit([example(EMAIL, "sale", 0.0)] * (shown - learner.n_examples_))
-        less = unit * (1 - 1 / math.sqrt(1 + shown))  # what the untried variants get
-        assert bonus("sale", None) == 0.0 and bonus("running", None) == pytest.approx(less)
-        for name in seen - numeric:
-            assert bonus("sale", name) == 0.0
-            assert all(bonus(v, name) == pytest.approx(less) for v in HERO if v != "sale")
-    for name in (seen | numeric) - (seen - numeric):  # unseen by every variant, or numeric
-        assert all(bonus(v, name) == 0.0 for v in HERO)
+        each = BONUS_PER_FEATURE * (1 - 1 / math.sqrt(1 + shown))  # an untried coordinate's
+        whole = min(3.0, each * (1 + len(seen)))  # scaled down to at most 3 logits in all
+        assert bonus("sale", None) == 0.0 and all(bonus("sale", n) == 0.0 for n in seen)
+        for variant in HERO[:3]:  # untried: the same on the bias and on each seen feature
+            assert bonus(variant, None) == pytest.approx(whole / (1 + len(seen)))
+            assert all(bonus(variant, n) == pytest.approx(whole / (1 + len(seen))) for n in seen)
+            raised = hero_score(learner.to_model("b"), EMAIL, variant)
+            point = learner.scores("hero", active)[variant]
+            assert math.log(raised / (1 - raised)) - math.log(point / (1 - point)) == (
+                pytest.approx(whole)
+            )
+    other = set(feature_names(START["features"])) - seen  # unseen by every variant, or numeric
+    assert all(bonus(v, name) == 0.0 for v in HERO for name in other)
 
 
 def test_the_bonus_is_bounded_so_evidence_beats_it():
@@ -230,6 +236,9 @@ def test_init_only_stores_parameters_and_warm_start_validates_them():
     assert (learner.alpha, learner.clip) == (-1.0, 0.5)
     with pytest.raises(ValueError, match="alpha"):
         learner.warm_start(make_model())
+    for bad in (-0.1, math.nan, math.inf, True):
+        with pytest.raises(ValueError, match="optimism"):
+            OnlineLearner(optimism=bad).warm_start(make_model())
 
 
 def test_a_tampered_starting_model_is_refused():
