@@ -188,9 +188,9 @@ def test_open_decisions_survive_a_clean_learner_restart(tmp_path):
         assert len(third.app.state.origin.learning.joiner) == 0
 
 
-def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_came_in_between(
-    tmp_path,
-):
+def learned_and_stopped(tmp_path) -> tuple[Settings, ManualClock, TestClient]:
+    """An origin (SQLite) that learned from 20 decisions, a third of them clicked, then
+    stopped cleanly (its checkpoint publishes what it learned)."""
     clock = ManualClock(START_MS)
     settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock,
                         learner="manual", reward_window_s=WINDOW_S,
@@ -203,6 +203,13 @@ def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_ca
                 click(first, shown["token"])
         settle(first)
         assert first.origin.learning.examples >= 7
+    return settings, clock, first
+
+
+def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_came_in_between(
+    tmp_path,
+):
+    settings, clock, first = learned_and_stopped(tmp_path)
     learned = first.origin.learning.learner.state()  # after the checkpoint's own publish
     with TestClient(create_app(settings)) as second:
         learner = second.app.state.origin.learning.learner
@@ -222,19 +229,8 @@ def test_a_clean_restart_keeps_the_learners_step_sizes_unless_another_version_ca
 def test_after_a_crash_the_learner_goes_on_from_the_state_of_its_last_published_version(
     tmp_path,
 ):
-    clock = ManualClock(START_MS)
-    settings = Settings(db=str(tmp_path / "o.db"), token_secret=SECRET, clock=clock,
-                        learner="manual", reward_window_s=WINDOW_S,
-                        model_path=str(neutral_model(tmp_path / "m.json")))  # fmt: skip
-    with TestClient(create_app(settings)) as first:
-        first.origin = first.app.state.origin
-        learning = first.origin.learning
-        for i in range(20):
-            shown = decide(first, {"url": "https://shop.example/running"}, visitor_id=f"v{i}")
-            if i % 3 == 0:
-                click(first, shown["token"])
-        settle(first)
-        assert learning.examples >= 7
+    settings, clock, first = learned_and_stopped(tmp_path)
+    learning = first.origin.learning
     learned = learning.learner.state()  # as published by the clean stop's own publish
     published = first.app.state.origin.holder.current()
     # A kill -9 writes no checkpoint: drop the one the clean shutdown above just wrote.
