@@ -15,9 +15,9 @@ not regularised: the base rate should follow the data freely.
 
 Published models carry an upper-confidence bonus (`OnlineLearner(optimism=...)`): for the bias
 and each one-hot feature, a variant that rests on fewer of the learner's examples there than the
-best-informed variant of its slot scores higher, by the difference of their `1/sqrt(1 + n)`, so
-what the learner has seen little of is tried before it is written off. `scores` stays the point
-estimate; see `OnlineLearner.to_model`.
+best-informed variant of its slot scores higher, by the difference of their `1/sqrt(1 + n)` (at
+most `OPTIMISM` logits for a whole context), so what the learner has seen little of is tried
+before it is written off. `scores` stays the point estimate; see `OnlineLearner.to_model`.
 """
 
 from __future__ import annotations
@@ -128,9 +128,7 @@ class FTRLProximal:
             raise ValueError("weights0 and zn must be objects")
         if not isinstance(counts, Mapping):
             raise ValueError("counts must be an object")
-        if not names.issuperset(weights0) or not names.issuperset(zn):
-            raise ValueError("features outside the model's spec")
-        if not names.issuperset(counts):
+        if not all(names.issuperset(table) for table in (weights0, zn, counts)):
             raise ValueError("features outside the model's spec")
         if not (isinstance(examples, int) and not isinstance(examples, bool) and examples >= 0):
             raise ValueError(f"examples must be a count, got {examples!r}")
@@ -283,7 +281,7 @@ class OnlineLearner:
             for field in model["features"]["fields"]
             if field["kind"] != "numeric"
         )
-        self.indicators_ = tuple(name for _, names in self.fields_ for name in names)
+        self.indicators_ = tuple(name for _, values in self.fields_ for name in values)
         self.models_ = {
             slot: {
                 variant: FTRLProximal(
