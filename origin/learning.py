@@ -152,12 +152,16 @@ class LearningLoop:
     def _published_key(self) -> str:
         return f"{self.consumer}:published"
 
+    def _learner_state(self, base_sha: str | None) -> dict[str, Any]:
+        """The learner's state and the model it learned on from (see `_restore_learner`)."""
+        return {"base_sha": base_sha, **self.learner.state()}
+
     def _save_published_state(self, sha256: str) -> None:
         """The learner's state for the version it just published, for a restart after a crash.
         Without it, that restart would warm-start from the published model: every step size at
         its largest again, and the exploration bonus taken for learned weights."""
         try:
-            body = json.dumps({"base_sha": sha256, **self.learner.state()})
+            body = json.dumps(self._learner_state(sha256))
             self.storage.save_checkpoint(self._published_key, body)
         except StorageError as exc:  # the version is out; a crash before the next loses steps
             log.warning("learner state for the published version not saved: %s", exc)
@@ -245,7 +249,7 @@ class LearningLoop:
             self.last_publish_ms = 0  # due now
             self.maybe_publish()
         state = self.joiner.state()
-        state["learner"] = {"base_sha": self._base_sha, **self.learner.state()}
+        state["learner"] = self._learner_state(self._base_sha)
         self.storage.save_checkpoint(self.consumer, json.dumps(state))
 
     def start(self) -> None:
