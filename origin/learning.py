@@ -152,7 +152,7 @@ class LearningLoop:
     def _published_key(self) -> str:
         return f"{self.consumer}:published"
 
-    def _learner_state(self, base_sha: str | None) -> dict[str, Any]:
+    def _learner_state(self, base_sha: str) -> dict[str, Any]:
         """The learner's state and the model it learned on from (see `_restore_learner`)."""
         return {"base_sha": base_sha, **self.learner.state()}
 
@@ -188,8 +188,8 @@ class LearningLoop:
         published = self.storage.take_checkpoint(self._published_key)
         if saved is None:
             reopened = self._replay()
-            if published is not None:
-                self._restore_learner(_parsed(published))
+            if published is not None and self._restore_learner(_parsed(published)):
+                self._save_published_state(self._base_sha)  # kept for a crash before the next
             return reopened
         state = json.loads(saved)
         state["window_ms"] = self.joiner.window_ms  # the configured window wins
@@ -198,24 +198,25 @@ class LearningLoop:
         learned = state.pop("learner", None)
         self.joiner = RewardJoiner.from_state(state)
         log.info("learner resumed %d open decisions", len(self.joiner))
-        if learned is not None:
-            self._restore_learner(learned)
+        if learned is not None and self._restore_learner(learned):
+            self._save_published_state(self._base_sha)  # kept for a crash before the next
         return True
 
-    def _restore_learner(self, learned: dict[str, Any]) -> None:
-        """Go on with the saved learner state if the model it learned from is still current;
-        after another publisher's version (a rollback, an admin), learn on from that instead,
-        as `maybe_publish` does."""
+    def _restore_learner(self, learned: dict[str, Any]) -> bool:
+        """Go on with the saved learner state if the model it learned from is still current
+        (True); after another publisher's version (a rollback, an admin), learn on from that
+        instead, as `maybe_publish` does."""
         current = self.holder.current()
         if not learned or learned.get("base_sha") != current["sha256"]:
             log.info("learner checkpoint is for another model than the current one: not resumed")
-            return
+            return False
         try:
             self.learner.restore(current, learned)
         except ValueError as exc:
             log.warning("learner state in the checkpoint not resumed: %s", exc)
-            return
+            return False
         log.info("learner resumed its step sizes and unpublished learning from the checkpoint")
+        return True
 
     def _replay(self) -> bool:
         """Rebuild the open decisions from the entries this consumer acknowledged before it

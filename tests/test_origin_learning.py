@@ -243,6 +243,10 @@ def test_after_a_crash_the_learner_goes_on_from_the_state_of_its_last_published_
         # What it publishes next is what the first learner would have: the bonus is not
         # mistaken for learned weights (a warm start from `published` would add it again).
         assert learner.to_model("x")["slots"] == published["slots"]
+    # It crashes again before publishing anything: the saved state is still there to take up.
+    assert SqliteStorage(settings.db, clock=clock).take_checkpoint(learning.consumer)
+    with TestClient(create_app(settings)) as third:
+        assert third.app.state.origin.learning.learner.state() == learned
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
