@@ -449,17 +449,15 @@ class OnlineLearner:
     ) -> None:
         sqrt = math.sqrt
         bonus: dict[str, dict[str | None, float]] = {v: {} for v in variants}
-        spread = {v: 1 / sqrt(1 + m.examples) for v, m in variants.items()}
-        least = min(spread.values())
-        for v, s in spread.items():
-            if s > least:
-                bonus[v][None] = BONUS_PER_FEATURE * (s - least)
-        for name in self.indicators_:
-            spread = {v: 1 / sqrt(1 + m.counts.get(name, 0.0)) for v, m in variants.items()}
+        for key in (None, *self.indicators_):  # None: the bias, which every example has
+            spread = {
+                v: 1 / sqrt(1 + (m.examples if key is None else m.counts.get(key, 0.0)))
+                for v, m in variants.items()
+            }
             least = min(spread.values())
             for v, s in spread.items():
                 if s > least:
-                    bonus[v][name] = BONUS_PER_FEATURE * (s - least)
+                    bonus[v][key] = BONUS_PER_FEATURE * (s - least)
         for v, table in bonus.items():
             if not table:
                 continue
