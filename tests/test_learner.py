@@ -15,7 +15,7 @@ from model_export import policy, simulate
 from model_export.export import build_model, model_from_fit
 from model_export.features import default_spec, feature_names, features
 from model_export.train import DecisionLog, fit
-from origin.ftrl import BONUS_PER_FEATURE
+from origin.ftrl import BONUS_DECAY, BONUS_PER_FEATURE
 from origin.learner import REWARD_KINDS, NotFittedError, OnlineLearner, RewardJoiner
 
 HERO = ["default", "running", "camping", "sale", "newsletter_deal"]
@@ -138,7 +138,7 @@ def test_the_bonus_goes_to_the_variants_the_learner_has_seen_least_where_others_
 
     for shown in (1, 3, 99):  # `sale` shown to email visitors once, then 3, then 99 times
         learner.partial_fit([example(EMAIL, "sale", 0.0)] * (shown - learner.n_examples_))
-        each = BONUS_PER_FEATURE * (1 - 1 / math.sqrt(1 + shown))  # an untried coordinate's
+        each = BONUS_PER_FEATURE * (1 - (1 + shown) ** -BONUS_DECAY)  # an untried coordinate's
         whole = min(3.0, each * (1 + len(seen)))  # scaled down to at most 3 logits in all
         assert bonus("sale", None) == 0.0 and all(bonus("sale", n) == 0.0 for n in seen)
         for variant in HERO[:3]:  # untried: the same on the bias and on each seen feature
