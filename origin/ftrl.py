@@ -240,12 +240,13 @@ class OnlineLearner:
     # every runtime shares).
     # The bonus's decay (round nine, a replica that runs this class and `to_model` as the bench
     # does; 3 simulator seeds, 14 exploration-seed pairs): (1 + n)^-0.75 instead of
-    # 1/sqrt(1 + n) gave online/oracle +0.006 (-0.007 to +0.027, 11 of 14 pairs up; sim 7, the
-    # bench's: 0.914 mean, 0.907 lowest, against 0.909 and 0.889). It cut the loss beyond the
-    # exploration ceiling on the stable visitors' hero from 0.028 to 0.025 of the oracle (lower
-    # in 13 of 14 pairs): 1/sqrt kept paying to re-try variants well known there. An untried
-    # coordinate still gets the whole bonus. (1 + n)^-1 cut it further (0.022) but found the
-    # drifted segment's new favourite later (-0.002 overall). Not adopted: a larger exploration
+    # 1/sqrt(1 + n) gave online/oracle +0.006 (-0.007 to +0.027, 10 of 14 pairs up; sim 7, the
+    # bench's: 0.914 mean, 0.907 lowest, against 0.909 and 0.889) and -0.002 engagement for the
+    # visitors the drift and the launch touch. It cut the loss beyond the exploration ceiling on
+    # the stable visitors' hero from 0.026 to 0.022 of the oracle (lower in 12 of 14 pairs):
+    # 1/sqrt kept paying to re-try variants well known there. An untried coordinate still gets
+    # the whole bonus. (1 + n)^-1 cut that loss further but found the drifted segment's new
+    # favourite later (-0.002 overall, 4 pairs). Not adopted: a larger exploration
     # floor (0.002 or 0.003 a variant: the drifted segment is found sooner, but the floor's own
     # cost ate it), counting Fisher information Σ p(1−p)·x² instead of examples (-0.036: the
     # bonus then stayed large on every rarely chosen variant), and re-solving each variant's
