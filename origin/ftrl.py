@@ -242,17 +242,17 @@ class OnlineLearner:
     # does; 3 simulator seeds, 14 exploration-seed pairs): (1 + n)^-0.75 instead of
     # 1/sqrt(1 + n) gave online/oracle +0.006 (-0.007 to +0.027, 10 of 14 pairs up; on sim 7,
     # the bench's, 0.914 mean and 0.907 lowest against 0.909 and 0.889 over 8 seeds; 0.912 and
-    # 0.8998 over 16, >= 0.90 in 15) and -0.002 engagement for the
-    # visitors the drift and the launch touch. It cut the loss beyond the exploration ceiling on
-    # the stable visitors' hero from 0.026 to 0.022 of the oracle (lower in 12 of 14 pairs):
-    # 1/sqrt kept paying to re-try variants well known there. An untried coordinate still gets
-    # the whole bonus. (1 + n)^-1 cut that loss further but found the drifted segment's new
-    # favourite later (-0.002 overall, 4 pairs). Not adopted: a larger exploration
-    # floor (0.002 or 0.003 a variant: the drifted segment is found sooner, but the floor's own
-    # cost ate it), counting Fisher information Σ p(1−p)·x² instead of examples (-0.036: the
-    # bonus then stayed large on every rarely chosen variant), and re-solving each variant's
-    # penalised maximum likelihood over the last days every 500 examples (no gain: at this
-    # traffic the batch estimate of a rarely shown variant is as far off as the online one).
+    # 0.8998 over 16, >= 0.90 in 15) and -0.002 engagement for the visitors the drift and the
+    # launch touch. It cut the loss beyond the exploration ceiling on the stable visitors' hero
+    # from 0.026 to 0.022 of the oracle (lower in 12 of 14 pairs): 1/sqrt kept paying to re-try
+    # variants well known there. An untried coordinate still gets the whole bonus. (1 + n)^-1
+    # cut that loss further but found the drifted segment's new favourite later (-0.002
+    # overall, 4 pairs). Not adopted: a larger exploration floor (0.002 or 0.003 a variant: the
+    # drifted segment is found sooner, but the floor's own cost ate it), counting Fisher
+    # information Σ p(1−p)·x² instead of examples (-0.036: the bonus then stayed large on every
+    # rarely chosen variant), and re-solving each variant's penalised maximum likelihood over
+    # the last days every 500 examples (no gain: at this traffic the batch estimate of a rarely
+    # shown variant is as far off as the online one).
     def __init__(
         self,
         alpha: float = 0.3,
@@ -434,9 +434,8 @@ class OnlineLearner:
         The bonus (upper-confidence exploration, relative): for the bias and for each one-hot
         feature f of a slot, each variant v gets `BONUS_PER_FEATURE · ((1 + n_v,f)^-d −
         min_u (1 + n_u,f)^-d)`, d = `BONUS_DECAY`, n the learner's examples of that variant with
-        f. The
-        best-informed variant there gets none; one the learner has not tried there gets the
-        most, until examples come in: a new campaign's or section's visitors try the variants
+        f. The best-informed variant there gets none; one the learner has not tried there gets
+        the most, until examples come in: a new campaign's or section's visitors try the variants
         the learner has not shown them. A variant whose bonuses could add up to more than
         `optimism` in some context has them all scaled down to that, so evidence still beats a
         variant untried everywhere. Nothing is added where every variant rests on the same data
