@@ -247,12 +247,14 @@ class OnlineLearner:
     # from 0.026 to 0.022 of the oracle (lower in 12 of 14 pairs): 1/sqrt kept paying to re-try
     # variants well known there. An untried coordinate still gets the whole bonus. (1 + n)^-1
     # cut that loss further but found the drifted segment's new favourite later (-0.002
-    # overall, 4 pairs). Not adopted: a larger exploration floor (0.002 or 0.003 a variant: the
-    # drifted segment is found sooner, but the floor's own cost ate it), counting Fisher
-    # information Σ p(1−p)·x² instead of examples (-0.036: the bonus then stayed large on every
-    # rarely chosen variant), and re-solving each variant's penalised maximum likelihood over
-    # the last days every 500 examples (no gain: at this traffic the batch estimate of a rarely
-    # shown variant is as far off as the online one).
+    # overall, 4 pairs); 0.875 gave +0.003 over 0.75 on sim 7 (16 pairs, lowest run 0.898) and
+    # +0.001 on sims 11 and 23 (6 pairs), within the seeds' spread. Not adopted: a larger
+    # exploration floor (0.002 or 0.003 a variant: the drifted segment is found sooner, but the
+    # floor's own cost ate it), counting Fisher information Σ p(1−p)·x² instead of examples
+    # (-0.036: the bonus then stayed large on every rarely chosen variant), and re-solving each
+    # variant's penalised maximum likelihood over the last days every 500 examples (no gain: at
+    # this traffic the batch estimate of a rarely shown variant is as far off as the online
+    # one).
     def __init__(
         self,
         alpha: float = 0.3,
