@@ -129,28 +129,30 @@ def test_the_bonus_goes_to_the_variants_the_learner_has_seen_least_where_others_
     numeric = {f["name"] for f in FIELDS if f["kind"] == "numeric"}
     seen = {name for name, _ in active} - numeric
 
-    def bonus(variant: str, name: str | None) -> float:
-        published = learner.to_model("b")["slots"]["hero"]
-        model = learner.models_["hero"][variant]
+    def bonus(published: dict, variant: str, name: str | None) -> float:
+        slot, model = published["slots"]["hero"], learner.models_["hero"][variant]
         if name is None:
-            return published["bias"][variant] - model.bias()
-        return published["weights"].get(variant, {}).get(name, 0.0) - model.weight(name)
+            return slot["bias"][variant] - model.bias()
+        return slot["weights"].get(variant, {}).get(name, 0.0) - model.weight(name)
 
     for shown in (1, 3, 99):  # `sale` shown to email visitors once, then 3, then 99 times
         learner.partial_fit([example(EMAIL, "sale", 0.0)] * (shown - learner.n_examples_))
+        published = learner.to_model("b")
         each = BONUS_PER_FEATURE * (1 - (1 + shown) ** -BONUS_DECAY)  # an untried coordinate's
         whole = min(3.0, each * (1 + len(seen)))  # scaled down to at most 3 logits in all
-        assert bonus("sale", None) == 0.0 and all(bonus("sale", n) == 0.0 for n in seen)
+        assert bonus(published, "sale", None) == 0.0
+        assert all(bonus(published, "sale", n) == 0.0 for n in seen)
         for variant in HERO[:3]:  # untried: the same on the bias and on each seen feature
-            assert bonus(variant, None) == pytest.approx(whole / (1 + len(seen)))
-            assert all(bonus(variant, n) == pytest.approx(whole / (1 + len(seen))) for n in seen)
-            raised = hero_score(learner.to_model("b"), EMAIL, variant)
+            share = pytest.approx(whole / (1 + len(seen)))
+            assert bonus(published, variant, None) == share
+            assert all(bonus(published, variant, n) == share for n in seen)
+            raised = hero_score(published, EMAIL, variant)
             point = learner.scores("hero", active)[variant]
             assert math.log(raised / (1 - raised)) - math.log(point / (1 - point)) == (
                 pytest.approx(whole)
             )
     other = set(feature_names(START["features"])) - seen  # unseen by every variant, or numeric
-    assert all(bonus(v, name) == 0.0 for v in HERO for name in other)
+    assert all(bonus(published, v, name) == 0.0 for v in HERO for name in other)
 
 
 def test_the_bonus_is_bounded_so_evidence_beats_it():
